@@ -1,0 +1,5 @@
+"""`python -m aifinops` runs the CLI."""
+
+from aifinops.cli.main import main
+
+main()

@@ -1,0 +1,239 @@
+"""The `aifinops` command: thin commands over the service; errors handled in one place."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from aifinops.errors import AifinopsError
+
+if TYPE_CHECKING:
+    from aifinops.service import IngestResult, Service
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="FinOps for AI infrastructure: what every GPU-hour cost, who used it, and how well.",
+)
+ingest_app = typer.Typer(no_args_is_help=True, help="Load telemetry and inventory into the store.")
+config_app = typer.Typer(no_args_is_help=True, help="Show the settings in force.")
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(config_app, name="config")
+
+
+class Format(StrEnum):
+    table = "table"
+    detailed = "detailed"
+    json = "json"
+    csv = "csv"
+
+
+class Idle(StrEnum):
+    separate = "separate"
+    weighted = "weighted"
+    even = "even"
+
+
+class SharedGpu(StrEnum):
+    request = "request"
+    usage = "usage"
+
+
+class _State:
+    db: str | None = None
+    config: Path | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def _global(
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="Store file (DuckDB). Default ./aifinops.duckdb, or $AIFINOPS_DB."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Config file (YAML): prices, attribution, allocation."),
+    ] = None,
+) -> None:
+    state.db, state.config = db, config
+
+
+def _service() -> Service:
+    from aifinops.config import load_settings
+    from aifinops.service import Service
+
+    settings = load_settings(state.config, flags={"db": state.db})
+    return Service(settings)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 160  # pipes and CI logs: don't squeeze tables to 80 columns
+    return console
+
+
+# -- ingest -------------------------------------------------------------------------------
+
+
+@ingest_app.command("nvidia-smi")
+def ingest_nvidia_smi(
+    path: Annotated[Path, typer.Argument(help="Directory of nvidia-smi logs (or one log file).")],
+    owners: Annotated[
+        Path | None, typer.Option(help="Process-owner CSV: pid,workload,labels[,host,start,end].")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Host name for these logs (default: the directory name).")
+    ] = None,
+    timezone: Annotated[
+        str, typer.Option(help="Time zone nvidia-smi printed its timestamps in.")
+    ] = "UTC",
+) -> None:
+    """Load nvidia-smi --query-gpu/--query-compute-apps CSV, pmon, dmon and -q -x logs."""
+    svc = _service()
+    try:
+        _report_ingest([svc.ingest_nvidia_smi(path, owners, host, timezone)])
+    finally:
+        svc.close()
+
+
+@ingest_app.command("kubernetes")
+def ingest_kubernetes(
+    files: Annotated[
+        list[Path], typer.Argument(help="Output of: kubectl get nodes,pods,namespaces -A -o json")
+    ],
+) -> None:
+    """Load nodes, pods and namespaces from kubectl JSON dumps."""
+    svc = _service()
+    try:
+        _report_ingest(svc.ingest_kubernetes(files))
+    finally:
+        svc.close()
+
+
+def _report_ingest(results: list[IngestResult]) -> None:
+    out, err = _console(), _console(stderr=True)
+    for r in results:
+        what = f"{r.rows} rows" if r.status == "loaded" else "nothing new"
+        where = f" for host {r.node}" if r.node else ""
+        out.print(
+            f"{r.source}: {r.path}{where}: {r.status}, {what}"
+            + (f", {r.workloads} workloads" if r.workloads else "")
+        )
+        for note in r.notes:
+            err.print(f"  note: {note}")
+
+
+# -- cost ---------------------------------------------------------------------------------
+
+
+@app.command()
+def cost(
+    by: Annotated[
+        str,
+        typer.Option(
+            help="Group by, comma-separated: team, project, model, environment, experiment, "
+            "cost-center, owner, namespace, workload, node, gpu-model, provider, region, "
+            "instance-type."
+        ),
+    ] = "team",
+    team: Annotated[str | None, typer.Option(help="Only this team's rows.")] = None,
+    last: Annotated[str | None, typer.Option(help="Window ending now, e.g. 24h, 7d, 30d.")] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="START,END in ISO 8601 (UTC unless stated). Default: the 7 days up to the "
+            "newest sample."
+        ),
+    ] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(help="Report per step (e.g. 1h, 1d); idle is shared out per node and step."),
+    ] = None,
+    idle: Annotated[
+        Idle | None, typer.Option(help="Idle cost: separate (__idle__), weighted, or even.")
+    ] = None,
+    shared_gpu: Annotated[
+        SharedGpu | None,
+        typer.Option("--shared-gpu", help="Shared GPUs split by request share or measured usage."),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """What GPU nodes cost, attributed to teams, projects, models and workloads."""
+    svc = _service()
+    try:
+        report = svc.cost(
+            window=window,
+            last=last,
+            step=step,
+            by=by.split(","),
+            idle=idle.value if idle else None,
+            shared_gpu=shared_gpu.value if shared_gpu else None,
+            team=team,
+        )
+    finally:
+        svc.close()
+    from aifinops.cli import render
+
+    render.cost_report(report, fmt.value, _console())
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic fleet.")] = 42,
+    days: Annotated[int, typer.Option(help="Days of synthetic history.", min=1, max=31)] = 7,
+) -> None:
+    """Build a demo store (a mixed fleet plus a real H100 capture) and show what it cost."""
+    from aifinops.cli import render
+    from aifinops.demo import run_demo
+
+    out = _console()
+    db = state.db or "aifinops-demo.duckdb"
+    with out.status("building the demo store…") as status:
+        result = run_demo(
+            db,
+            seed=seed,
+            days=days,
+            progress=lambda what, i, n: status.update(f"generating {what}: {i}/{n} GPUs"),
+        )
+    render.demo(result, out)
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the settings in force (defaults < file < environment < flags)."""
+    from aifinops.config import load_settings
+
+    settings = load_settings(state.config, flags={"db": state.db})
+    _console().print_json(settings.model_dump_json())
+
+
+def main() -> None:
+    try:
+        app()
+    except AifinopsError as exc:
+        err = _console(stderr=True)
+        where = f"{exc.where}: " if exc.where else ""
+        err.print(f"[bold red]error:[/] {where}{exc.message}", markup=True)
+        if exc.hint:
+            err.print(f"  hint: {exc.hint}")
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

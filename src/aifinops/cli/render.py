@@ -1,0 +1,202 @@
+"""Render cost reports for people (Rich tables) and scripts (JSON, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from aifinops.core.model import BUCKETS, IDLE, SHARED, UNALLOCATED, UNPRICED, CostReport, CostRow
+from aifinops.core.money import ZERO, to_cents
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from aifinops.demo import DemoResult
+
+
+def money(value: Decimal) -> str:
+    return f"{to_cents(value):,.2f}"
+
+
+def hours(value: Decimal) -> str:
+    return f"{value:,.1f}"
+
+
+def cost_report(report: CostReport, fmt: str, console: Console) -> None:
+    if fmt == "json":
+        console.file.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    elif fmt == "csv":
+        console.file.write(cost_csv(report))
+    else:
+        console.print(cost_table(report, detailed=fmt == "detailed"))
+        _footnotes(report, console)
+
+
+def cost_csv(report: CostReport) -> str:
+    buf = io.StringIO()
+    fields = [
+        "start",
+        "end",
+        *report.by,
+        "gpu_hours",
+        "gpu_cost",
+        "cpu_cost",
+        "ram_cost",
+        "idle_cost",
+        "total_cost",
+        "gpu_efficiency",
+        "efficiency_signal",
+        "waste_cost",
+    ]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in report.rows:
+        flat: dict[str, Any] = {**row.to_dict(), **row.key}
+        flat.pop("key")
+        writer.writerow({k: flat.get(k) for k in fields})
+    return buf.getvalue()
+
+
+def cost_table(report: CostReport, detailed: bool = False) -> Any:
+    from rich.table import Table
+
+    w = report.window
+    title = (
+        f"GPU cost by {', '.join(d.replace('_', '-') for d in report.by) or 'nothing'}  "
+        f"{w.start:%Y-%m-%d %H:%M} → {w.end:%Y-%m-%d %H:%M} UTC  ({report.currency})"
+    )
+    table = Table(title=title, title_justify="left", show_footer=True)
+    per_step = report.step is not None
+    if per_step:
+        table.add_column("step start", footer="")
+    for i, dim in enumerate(report.by):
+        table.add_column(dim.replace("_", "-"), footer="total" if i == 0 else "")
+    totals = {
+        k: sum((getattr(r, k) for r in report.rows), ZERO)
+        for k in (
+            "gpu_hours",
+            "gpu_cost",
+            "cpu_cost",
+            "ram_cost",
+            "idle_cost",
+            "total_cost",
+            "waste_cost",
+        )
+    }
+    table.add_column("GPU-h", justify="right", footer=hours(totals["gpu_hours"]))
+    table.add_column("GPU $", justify="right", footer=money(totals["gpu_cost"]))
+    table.add_column("CPU $", justify="right", footer=money(totals["cpu_cost"]))
+    table.add_column("RAM $", justify="right", footer=money(totals["ram_cost"]))
+    if detailed:
+        table.add_column("idle in $", justify="right", footer=money(totals["idle_cost"]))
+    table.add_column("total $", justify="right", footer=money(totals["total_cost"]))
+    table.add_column("GPU eff.", justify="right", footer="")
+    table.add_column("waste $", justify="right", footer=money(totals["waste_cost"]))
+    if detailed:
+        table.add_column("busy GPU-h", justify="right", footer="")
+        table.add_column("utilisation signal", footer="")
+    for row in report.rows:
+        cells = [row.start or ""] if per_step else []
+        cells += [_key_cell(v) for v in row.key.values()]
+        cells += [
+            hours(row.gpu_hours),
+            money(row.gpu_cost),
+            money(row.cpu_cost),
+            money(row.ram_cost),
+        ]
+        if detailed:
+            cells.append(money(row.idle_cost))
+        eff = row.gpu_efficiency
+        cells += [
+            money(row.total_cost),
+            "–" if eff is None else f"{eff:.0%}",
+            money(row.waste_cost),
+        ]
+        if detailed:
+            cells += [hours(row.used_gpu_hours), ", ".join(row.efficiency_signals)]
+        table.add_row(*cells)
+    return table
+
+
+def _key_cell(value: str) -> str:
+    return f"[dim]{value}[/dim]" if value in BUCKETS else value
+
+
+def _footnotes(report: CostReport, console: Console) -> None:
+    console.print(
+        f"asset cost of the priced nodes in the window: "
+        f"{money(report.asset_cost)} {report.currency}; rows sum to "
+        f"{money(report.total_cost)}"
+    )
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if report.unpriced:
+        console.print(
+            f"[yellow]{len(report.unpriced)} node(s) have no price[/]; their "
+            "GPU-hours are in __unpriced__ at no cost. Add to the config file:"
+        )
+        for u in report.unpriced:
+            if u.instance_type:
+                line = f'prices: {{instance_types: {{"{u.instance_type}": <USD per node-hour>}}}}'
+            else:
+                line = f'prices: {{gpu_models: {{"{u.gpu_model}": <USD per GPU-hour>}}}}'
+            console.print(
+                f"  {u.node} ({u.reason}; {hours(u.gpu_hours)} GPU-h): {line}", markup=False
+            )
+
+
+def _bucket(report: CostReport, name: str) -> CostRow | None:
+    return next((r for r in report.rows if r.is_bucket(name)), None)
+
+
+def demo(result: DemoResult, console: Console) -> None:
+    console.print(
+        f"[bold]aifinops demo[/] — built [cyan]{result.db}[/] in {result.seconds:.1f} s: "
+        f"{result.nodes} nodes, {result.gpus} GPUs, {result.workloads} workloads, "
+        f"{result.samples:,} GPU samples (one node is the real H100 capture, "
+        f"{result.capture.rows} one-second samples)"
+    )
+    console.print(cost_table(result.by_team))
+    console.print(cost_table(result.by_model))
+    team = result.by_team
+    idle = _bucket(team, IDLE)
+    waste = sum((r.waste_cost for r in team.rows), ZERO)
+    console.print("[bold]Idle and waste[/]")
+    if idle:
+        console.print(
+            f"  idle capacity (held by no one): {hours(idle.gpu_hours)} GPU-h, "
+            f"{money(idle.total_cost)} {team.currency}"
+        )
+    console.print(f"  waste (held but not used): {money(waste)} {team.currency}")
+    worst = sorted(
+        (
+            r
+            for r in result.by_node.rows
+            if not any(r.is_bucket(b) for b in BUCKETS) and r.gpu_efficiency is not None
+        ),
+        key=lambda r: r.gpu_efficiency or 0,
+    )[:3]
+    for r in worst:
+        console.print(
+            f"  least efficient node: {r.key['node']} — "
+            f"{r.gpu_efficiency:.0%} busy, {money(r.waste_cost)} wasted"
+        )
+    console.print("[bold]Unallocated, shared and unpriced[/]")
+    for name, text in ((UNALLOCATED, "no team label"), (SHARED, "overhead namespaces")):
+        row = _bucket(team, name)
+        if row:
+            console.print(
+                f"  {name} ({text}): {money(row.total_cost)} {team.currency}, "
+                f"{hours(row.gpu_hours)} GPU-h"
+            )
+    row = _bucket(team, UNPRICED)
+    if row:
+        console.print(f"  {UNPRICED}: {hours(row.gpu_hours)} GPU-h with no price")
+    _footnotes(team, console)
+    console.print(
+        f"\nNext: aifinops --db {result.db} --config {result.config} cost "
+        "--by team,project --format detailed"
+    )

@@ -1,0 +1,135 @@
+"""One settings object: defaults < config file < environment < flags.
+
+Environment: `AIFINOPS_DB` for the store, `AIFINOPS__SECTION__KEY` for anything else
+(e.g. `AIFINOPS__ALLOCATION__IDLE=weighted`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aifinops.core.attribution import (
+    DEFAULT_LABEL_KEYS,
+    DEFAULT_SHARED_NAMESPACES,
+    AttributionRules,
+)
+from aifinops.core.model import IdlePolicy, SharedGpuPolicy
+from aifinops.core.pricing import (
+    DEFAULT_CPU_CORE_HOURLY,
+    DEFAULT_RAM_GIB_HOURLY,
+    PriceOverrides,
+    SplitRates,
+)
+from aifinops.errors import ConfigError
+
+DEFAULT_DB = "aifinops.duckdb"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PricesConfig(_Strict):
+    """Price overrides: USD per GPU-hour by GPU model, per node-hour by instance type."""
+
+    gpu_models: dict[str, Decimal] = Field(default_factory=dict)
+    instance_types: dict[str, Decimal] = Field(default_factory=dict)
+    cpu_core_hourly: Decimal = DEFAULT_CPU_CORE_HOURLY
+    ram_gib_hourly: Decimal = DEFAULT_RAM_GIB_HOURLY
+
+    @field_validator("gpu_models", "instance_types")
+    @classmethod
+    def _non_negative(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for key, price in value.items():
+            if price < 0:
+                raise ValueError(f"price for {key!r} is negative")
+        return value
+
+    def overrides(self) -> PriceOverrides:
+        return PriceOverrides(
+            instance_types=dict(self.instance_types), gpu_models=dict(self.gpu_models)
+        )
+
+    def rates(self) -> SplitRates:
+        return SplitRates(self.cpu_core_hourly, self.ram_gib_hourly)
+
+
+class AttributionConfig(_Strict):
+    """Which label keys name each dimension (first set wins), and namespace rules."""
+
+    labels: dict[str, list[str]] = Field(default_factory=dict)
+    namespace_teams: dict[str, str] = Field(default_factory=dict)
+    shared_namespaces: list[str] = Field(default_factory=lambda: list(DEFAULT_SHARED_NAMESPACES))
+
+    def rules(self) -> AttributionRules:
+        keys = dict(DEFAULT_LABEL_KEYS)
+        for dim, names in self.labels.items():
+            keys[dim.replace("-", "_")] = tuple(names)
+        return AttributionRules(
+            label_keys=keys,
+            namespace_teams=dict(self.namespace_teams),
+            shared_namespaces=tuple(self.shared_namespaces),
+        )
+
+
+class AllocationConfig(_Strict):
+    idle: IdlePolicy = IdlePolicy.SEPARATE
+    shared_gpu: SharedGpuPolicy = SharedGpuPolicy.REQUEST
+    step: str = "1h"
+
+
+class Settings(_Strict):
+    db: str = DEFAULT_DB
+    currency: str = "USD"
+    prices: PricesConfig = Field(default_factory=PricesConfig)
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)
+    allocation: AllocationConfig = Field(default_factory=AllocationConfig)
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read the config file: {exc}", where=str(path)) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", where=str(path)) from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError("the config file must hold a mapping", where=str(path))
+        data = loaded
+    if env.get("AIFINOPS_DB"):
+        data["db"] = env["AIFINOPS_DB"]
+    for key, value in env.items():
+        if key.startswith("AIFINOPS__"):
+            path_parts = [p.lower() for p in key[len("AIFINOPS__") :].split("__") if p]
+            cursor = data
+            for part in path_parts[:-1]:
+                cursor = cursor.setdefault(part, {})
+            cursor[path_parts[-1]] = value
+    for key, value in (flags or {}).items():
+        if value is not None:
+            data[key] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings: {problems}",
+            where=str(config_file) if config_file else "environment",
+        ) from exc

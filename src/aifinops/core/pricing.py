@@ -1,0 +1,297 @@
+"""Node prices: which price applies to a node, and how it splits into GPU, CPU and RAM.
+
+Order of trust (DESIGN §2.1, bill reconciliation comes later):
+  1. a user override for the instance type,
+  2. a user override for the GPU model (per GPU-hour),
+  3. the catalog offer for the instance type (region and capacity type where known),
+  4. nothing: the node is unpriced and its cost goes to `__unpriced__`; never a default.
+A host known only by its GPUs costs its GPUs (no CPU or RAM part).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from aifinops.core.money import ZERO
+
+# OpenCost's default unit prices (GCP us-central1), used to carve the CPU and RAM part out
+# of a GPU instance price when the catalog has no per-component price.
+DEFAULT_CPU_CORE_HOURLY = Decimal("0.031611")
+DEFAULT_RAM_GIB_HOURLY = Decimal("0.004237")
+
+_FAMILIES = (
+    "GH200",
+    "GB200",
+    "B200",
+    "B100",
+    "H200",
+    "H100",
+    "H800",
+    "H20",
+    "A100",
+    "A800",
+    "A40",
+    "A30",
+    "A10G",
+    "A10",
+    "A16",
+    "A6000",
+    "A5000",
+    "A4000",
+    "L40S",
+    "L40",
+    "L4",
+    "T4",
+    "V100",
+    "P100",
+    "P40",
+    "P4",
+    "K80",
+    "M60",
+    "MI300X",
+    "MI250X",
+    "MI210",
+    "RTX4090",
+    "RTX3090",
+)
+_MEM = re.compile(r"(\d+)\s*G(?:B|I?B)?\b", re.IGNORECASE)
+
+
+def normalise_gpu_model(name: str | None) -> str | None:
+    """'NVIDIA H100 80GB HBM3', 'H100-SXM5-80GB', 'h100' -> 'H100 80GB' / 'H100'.
+
+    The family is what matters for price; memory is kept when given because the 40 GB and
+    80 GB A100 are priced differently.
+    """
+    if not name:
+        return None
+    text = name.upper().replace("NVIDIA", " ").replace("TESLA", " ").replace("GEFORCE", " ")
+    compact = re.sub(r"[\s_\-]+", " ", text).strip()
+    squeezed = compact.replace(" ", "")
+    family = next((f for f in _FAMILIES if f in squeezed), None)
+    if family is None:
+        return compact or None
+    mem = None
+    for match in _MEM.finditer(compact.replace(family, " ")):
+        mem = int(match.group(1))
+    return f"{family} {mem}GB" if mem else family
+
+
+def gpu_model_matches(key: str, model: str | None) -> bool:
+    """An override for 'H100' applies to every H100; one for 'A100 80GB' only to those."""
+    want, have = normalise_gpu_model(key), normalise_gpu_model(model)
+    if want is None or have is None:
+        return False
+    if want == have:
+        return True
+    return " " not in want and have.split(" ")[0] == want
+
+
+@dataclass(frozen=True)
+class CatalogOffer:
+    provider: str
+    instance_type: str
+    gpu_model: str | None
+    gpu_count: int
+    vcpus: Decimal
+    memory_gib: Decimal
+    on_demand_hourly: Decimal
+    spot_hourly: Decimal | None
+    region: str | None = None
+    gpu_component_hourly: Decimal | None = None  # per GPU, when the provider publishes it
+    source: str = ""
+    as_of: str = ""
+
+
+@dataclass(frozen=True)
+class PriceOverrides:
+    instance_types: Mapping[str, Decimal] = field(default_factory=dict)  # $/node-hour
+    gpu_models: Mapping[str, Decimal] = field(default_factory=dict)  # $/GPU-hour
+
+
+@dataclass(frozen=True)
+class SplitRates:
+    cpu_core_hourly: Decimal = DEFAULT_CPU_CORE_HOURLY
+    ram_gib_hourly: Decimal = DEFAULT_RAM_GIB_HOURLY
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    node_id: str
+    instance_type: str | None = None
+    gpu_model: str | None = None
+    gpu_count: int = 0
+    cpu_cores: Decimal | None = None
+    memory_gib: Decimal | None = None
+    provider: str | None = None
+    region: str | None = None
+    capacity_type: str | None = None
+
+
+@dataclass(frozen=True)
+class NodePrice:
+    """Hourly prices of one node. `gpu_hourly` is per GPU; CPU and RAM are node totals."""
+
+    node_id: str
+    priced: bool
+    source: str
+    gpu_hourly: Decimal = ZERO
+    cpu_hourly: Decimal = ZERO
+    ram_hourly: Decimal = ZERO
+    reason: str = ""
+
+    @property
+    def node_hourly(self) -> Decimal:
+        return self.cpu_hourly + self.ram_hourly
+
+
+class Catalog:
+    """Offers indexed by instance type; lookups prefer the node's provider and region."""
+
+    def __init__(self, offers: Iterable[CatalogOffer]):
+        self._by_type: dict[str, list[CatalogOffer]] = {}
+        for offer in offers:
+            self._by_type.setdefault(offer.instance_type.lower(), []).append(offer)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_type.values())
+
+    def find(
+        self, instance_type: str, provider: str | None = None, region: str | None = None
+    ) -> CatalogOffer | None:
+        offers = self._by_type.get(instance_type.lower(), [])
+        if provider:
+            offers = [o for o in offers if o.provider.lower() == provider.lower()] or offers
+        if region:
+            exact = [o for o in offers if o.region and o.region.lower() == region.lower()]
+            if exact:
+                return exact[0]
+        unregioned = [o for o in offers if not o.region]
+        candidates = unregioned or offers
+        return candidates[0] if candidates else None
+
+
+def split_instance_price(
+    price: Decimal,
+    gpu_count: int,
+    cpu_cores: Decimal,
+    memory_gib: Decimal,
+    rates: SplitRates,
+    gpu_component_hourly: Decimal | None = None,
+) -> tuple[Decimal, Decimal, Decimal]:
+    """Split a node-hour price into (per-GPU, CPU total, RAM total) hourly prices.
+
+    With a published per-GPU component, the GPUs take that and CPU/RAM share the rest by
+    the unit rates. Otherwise CPU and RAM are priced at the unit rates and the GPUs take the
+    remainder; when the rates would exceed the price, CPU and RAM shrink to fit.
+    """
+    cpu = cpu_cores * rates.cpu_core_hourly
+    ram = memory_gib * rates.ram_gib_hourly
+    if gpu_count <= 0:
+        total = cpu + ram
+        if total <= 0:
+            return ZERO, price, ZERO
+        return ZERO, price * cpu / total, price - price * cpu / total
+    if gpu_component_hourly is not None and gpu_component_hourly * gpu_count <= price:
+        gpu_part = gpu_component_hourly * gpu_count
+        rest = price - gpu_part
+        total = cpu + ram
+        cpu_part = rest * cpu / total if total > 0 else rest
+        return gpu_component_hourly, cpu_part, rest - cpu_part
+    if cpu + ram > price:
+        scale = price / (cpu + ram)
+        cpu, ram = cpu * scale, price - cpu * scale
+    gpu_part = price - cpu - ram
+    return gpu_part / gpu_count, cpu, ram
+
+
+def resolve_node_price(
+    node: NodeFacts, catalog: Catalog, overrides: PriceOverrides, rates: SplitRates = SplitRates()
+) -> NodePrice:
+    """The price of one node, with its source, or an unpriced result with the reason."""
+    cores = node.cpu_cores or ZERO
+    mem = node.memory_gib or ZERO
+    gpu_override = next(
+        (
+            price
+            for key, price in overrides.gpu_models.items()
+            if gpu_model_matches(key, node.gpu_model)
+        ),
+        None,
+    )
+    inst_override = None
+    if node.instance_type:
+        inst_override = next(
+            (
+                p
+                for k, p in overrides.instance_types.items()
+                if k.lower() == node.instance_type.lower()
+            ),
+            None,
+        )
+    offer = (
+        catalog.find(node.instance_type, node.provider, node.region) if node.instance_type else None
+    )
+    if offer is not None:
+        cores = node.cpu_cores if node.cpu_cores else offer.vcpus
+        mem = node.memory_gib if node.memory_gib else offer.memory_gib
+
+    gpus = node.gpu_count or (offer.gpu_count if offer else 0)
+    if inst_override is not None:
+        if gpu_override is not None and gpu_override * gpus <= inst_override:
+            gpu_h, cpu_h, ram_h = split_instance_price(
+                inst_override, gpus, cores, mem, rates, gpu_component_hourly=gpu_override
+            )
+        else:
+            gpu_h, cpu_h, ram_h = split_instance_price(inst_override, gpus, cores, mem, rates)
+        return NodePrice(
+            node.node_id, True, f"override:instance_type:{node.instance_type}", gpu_h, cpu_h, ram_h
+        )
+    if gpu_override is not None:
+        cpu_h = ram_h = ZERO
+        if offer is not None:
+            _, cpu_h, ram_h = split_instance_price(
+                _offer_price(offer, node.capacity_type),
+                gpus,
+                cores,
+                mem,
+                rates,
+                offer.gpu_component_hourly,
+            )
+        return NodePrice(
+            node.node_id, True, f"override:gpu_model:{node.gpu_model}", gpu_override, cpu_h, ram_h
+        )
+    if offer is not None:
+        price = _offer_price(offer, node.capacity_type)
+        gpu_h, cpu_h, ram_h = split_instance_price(
+            price, gpus, cores, mem, rates, offer.gpu_component_hourly
+        )
+        kind = "spot" if _is_spot(node.capacity_type) and offer.spot_hourly else "on-demand"
+        return NodePrice(
+            node.node_id,
+            True,
+            f"catalog:{offer.provider}:{offer.instance_type}:{kind}",
+            gpu_h,
+            cpu_h,
+            ram_h,
+        )
+    if node.instance_type:
+        reason = f"unknown instance type {node.instance_type!r}"
+    elif node.gpu_model:
+        reason = f"no price for GPU model {node.gpu_model!r} and no instance type"
+    else:
+        reason = "no instance type and no GPU model"
+    return NodePrice(node.node_id, False, "none", reason=reason)
+
+
+def _is_spot(capacity_type: str | None) -> bool:
+    return (capacity_type or "").lower() in {"spot", "preemptible", "interruptible"}
+
+
+def _offer_price(offer: CatalogOffer, capacity_type: str | None) -> Decimal:
+    if _is_spot(capacity_type) and offer.spot_hourly is not None:
+        return offer.spot_hourly
+    return offer.on_demand_hourly

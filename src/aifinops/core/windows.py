@@ -1,0 +1,123 @@
+"""Half-open UTC windows [start, end) and the steps they are cut into."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aifinops.errors import UsageError
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, *, what: str = "duration") -> timedelta:
+    """'30m', '1h', '7d', '2w' -> timedelta. Raises UsageError naming the flag on bad input."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise UsageError(
+            f"cannot read {text!r} as a duration",
+            where=what,
+            hint="use a number and a unit: 1m, 15m, 1h, 1d, 7d, 2w",
+        )
+    amount, unit = int(match.group(1)), match.group(2)
+    if amount <= 0:
+        raise UsageError(f"{what} must be positive, got {text!r}", where=what)
+    return timedelta(seconds=amount * _UNIT_SECONDS[unit])
+
+
+def parse_instant(text: str, *, what: str = "time") -> datetime:
+    """ISO 8601 date or date-time; naive values are UTC."""
+    raw = text.strip()
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(
+            f"cannot read {text!r} as a time",
+            where=what,
+            hint="use ISO 8601, e.g. 2026-11-16 or 2026-11-16T08:00:00Z",
+        ) from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def to_ms(value: datetime) -> int:
+    return round(value.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open UTC interval [start, end)."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware")
+        if self.end <= self.start:
+            raise UsageError(
+                f"window end {self.end.isoformat()} is not after its start "
+                f"{self.start.isoformat()}",
+                where="--window",
+            )
+
+    @property
+    def start_ms(self) -> int:
+        return to_ms(self.start)
+
+    @property
+    def end_ms(self) -> int:
+        return to_ms(self.end)
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        """'START,END' with ISO dates or date-times."""
+        parts = [p for p in text.split(",")]
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            raise UsageError(
+                f"cannot read {text!r} as a window",
+                where="--window",
+                hint="give START,END, e.g. 2026-11-16,2026-11-23",
+            )
+        return cls(
+            parse_instant(parts[0], what="--window"), parse_instant(parts[1], what="--window")
+        )
+
+    @classmethod
+    def last(cls, duration: timedelta, now: datetime) -> Window:
+        return cls(now - duration, now)
+
+    def steps(self, step: timedelta) -> list[Window]:
+        """Cut into steps aligned to the window start; the last may be shorter."""
+        out: list[Window] = []
+        cursor = self.start
+        while cursor < self.end:
+            nxt = min(cursor + step, self.end)
+            out.append(Window(cursor, nxt))
+            cursor = nxt
+        return out
+
+    def iso(self) -> dict[str, str]:
+        return {"start": _iso(self.start), "end": _iso(self.end)}
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def align_down(value: datetime, step: timedelta) -> datetime:
+    seconds = step.total_seconds()
+    epoch = value.timestamp()
+    return datetime.fromtimestamp(epoch - (epoch % seconds), tz=UTC)
+
+
+def align_up(value: datetime, step: timedelta) -> datetime:
+    down = align_down(value, step)
+    return down if down == value else down + step

@@ -1,0 +1,445 @@
+"""The one façade: config, sources, store and engine wired together for the CLI and API."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from aifinops.config import Settings
+from aifinops.core.model import (
+    ALL_DIMENSIONS,
+    BUCKETS,
+    CostReport,
+    CostRow,
+    IdlePolicy,
+    SharedGpuPolicy,
+    UnpricedNode,
+    normalise_dimension,
+)
+from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms
+from aifinops.core.pricing import Catalog, NodeFacts, NodePrice, resolve_node_price
+from aifinops.core.windows import Window, align_up, from_ms, parse_duration
+from aifinops.errors import InputError, UsageError
+from aifinops.sources import facts
+from aifinops.sources.catalog import bundled_offers
+from aifinops.sources.holders import SIGNALS, assign_holders
+from aifinops.sources.kubernetes import read_dump
+from aifinops.sources.nvidia_smi import parse_dir
+from aifinops.sources.owners import Owner, read_owners
+from aifinops.sources.synthetic import Fleet, usage_batches
+from aifinops.store.allocate import AllocationQuery, allocate, price_table
+from aifinops.store.db import Store
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class IngestResult:
+    source: str
+    path: str
+    status: str  # loaded | unchanged
+    rows: int = 0
+    node: str | None = None
+    workloads: int = 0
+    window: tuple[int, int] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Service:
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] | None = None):
+        self.settings = settings
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._store: Store | None = None
+        self._catalog: Catalog | None = None
+
+    # -- plumbing ---------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.db)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog(bundled_offers())
+        return self._catalog
+
+    # -- ingest -----------------------------------------------------------------------
+    def ingest_nvidia_smi(
+        self,
+        path: Path,
+        owners_file: Path | None = None,
+        host: str | None = None,
+        timezone: str = "UTC",
+        owners: Sequence[Owner] | None = None,
+    ) -> IngestResult:
+        if not path.exists():
+            raise InputError("no such file or directory", where=str(path))
+        host = host or (path.name if path.is_dir() else path.parent.name)
+        log = parse_dir(path, tz=timezone)
+        owner_rows = list(owners or []) + (read_owners(owners_file) if owners_file else [])
+        digest = _digest(
+            [Path(p) for p in sorted(log.files)] + ([owners_file] if owners_file else []),
+            extra=f"{host}|{timezone}|{sorted((o.pid, o.workload, o.host or '', o.start_ms or 0, o.end_ms or 0, sorted(o.labels.items())) for o in owners or [])}",  # noqa: E501
+        )
+        result = IngestResult(
+            "nvidia-smi", str(path), "unchanged", node=host, notes=list(log.warnings)
+        )
+        if self._already(digest):
+            result.notes.append("these logs were ingested before; nothing changed")
+            return result
+        held = assign_holders(log, host, owner_rows)
+        models = {m for m in held.gpus.values() if m}
+        node = {
+            "node_id": host,
+            "gpu_model": sorted(models)[0] if models else None,
+            "gpu_count": len(held.gpus),
+            "util_signal": SIGNALS[log.device_kind or "query-gpu"],
+            "source": "nvidia-smi",
+            "labels": {},
+        }
+        store = self.store
+        with store.transaction():
+            # replace what an earlier, overlapping log of this host put there
+            store.raw(
+                "DELETE FROM gpu_usage WHERE node_id = ? AND ts_ms >= ? AND ts_ms < ?",
+                [host, held.start_ms, held.end_ms],
+            )
+            rows = store.insert_arrow("gpu_usage", held.usage)
+            self._merge_nodes([node])
+            self._merge_workloads(held.workloads)
+            self._log(digest, "nvidia-smi", str(path), host, held.start_ms, held.end_ms, rows)
+        result.status, result.rows = "loaded", rows
+        result.workloads = len(held.workloads)
+        result.window = (held.start_ms, held.end_ms)
+        result.notes += held.notes
+        return result
+
+    def ingest_kubernetes(self, paths: Iterable[Path]) -> list[IngestResult]:
+        results = []
+        for path in paths:
+            digest = _digest([path], extra="kubernetes")
+            result = IngestResult("kubernetes", str(path), "unchanged")
+            if self._already(digest):
+                result.notes.append("this file was ingested before; nothing changed")
+                results.append(result)
+                continue
+            objects = read_dump(path)
+            with self.store.transaction():
+                self._merge_nodes(objects.nodes, prefer_new=True)
+                self._merge_workloads(objects.pods, prefer_new=True)
+                if objects.namespaces:
+                    self.store.upsert_arrow(
+                        "namespaces",
+                        facts.rows_table(objects.namespaces, facts.NAMESPACES),
+                        "namespace",
+                    )
+                self._log(
+                    digest,
+                    "kubernetes",
+                    str(path),
+                    None,
+                    None,
+                    None,
+                    len(objects.nodes) + len(objects.pods),
+                )
+            result.status = "loaded"
+            result.rows = len(objects.nodes) + len(objects.pods) + len(objects.namespaces)
+            result.workloads = len(objects.pods)
+            result.notes = [
+                f"{len(objects.nodes)} nodes, {len(objects.pods)} pods, "
+                f"{len(objects.namespaces)} namespaces"
+            ]
+            if objects.skipped:
+                result.notes.append(
+                    "skipped kinds: "
+                    + ", ".join(f"{k} ({v})" for k, v in sorted(objects.skipped.items()))
+                )
+            results.append(result)
+        return results
+
+    def load_fleet(self, fleet: Fleet, seed: int, progress: Progress | None = None) -> int:
+        """Write a synthetic fleet (demo, tests, benchmarks) into the store."""
+        store = self.store
+        rows = 0
+        with store.transaction():
+            self._merge_nodes([n.row() for n in fleet.nodes], prefer_new=True)
+            store.upsert_arrow(
+                "workloads", facts.rows_table(fleet.workloads, facts.WORKLOADS), "workload_id"
+            )
+            store.upsert_arrow(
+                "namespaces", facts.rows_table(fleet.namespaces, facts.NAMESPACES), "namespace"
+            )
+            node_ids = [n.node_id for n in fleet.nodes]
+            store.raw(
+                "DELETE FROM gpu_usage WHERE node_id IN (SELECT unnest(?)) "
+                "AND ts_ms >= ? AND ts_ms < ?",
+                [node_ids, fleet.start_ms, fleet.end_ms],
+            )
+            total = fleet.gpu_count()
+            done = 0
+            for batch in usage_batches(fleet, seed):
+                rows += store.insert_arrow("gpu_usage", batch)
+                done = min(total, done + 64)
+                if progress:
+                    progress("samples", done, total)
+        return rows
+
+    def _already(self, digest: str) -> bool:
+        return bool(self.store.raw("SELECT 1 FROM ingest_log WHERE input_hash = ?", [digest]))
+
+    def _log(
+        self,
+        digest: str,
+        kind: str,
+        path: str,
+        node: str | None,
+        start: int | None,
+        end: int | None,
+        rows: int,
+    ) -> None:
+        self.store.raw(
+            "INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [digest, kind, path, node, start, end, rows, self._clock().replace(tzinfo=None)],
+        )
+
+    def _merge_nodes(self, new: list[dict[str, Any]], prefer_new: bool = False) -> None:
+        self._merge("nodes", "node_id", new, facts.NODES, prefer_new, keep_max=("gpu_count",))
+
+    def _merge_workloads(self, new: list[dict[str, Any]], prefer_new: bool = False) -> None:
+        self._merge(
+            "workloads",
+            "workload_id",
+            new,
+            facts.WORKLOADS,
+            prefer_new,
+            keep_min=("start_ms",),
+            keep_max=("end_ms",),
+        )
+
+    def _merge(
+        self,
+        table: str,
+        key: str,
+        new: list[dict[str, Any]],
+        schema: pa.Schema,
+        prefer_new: bool,
+        keep_min: tuple[str, ...] = (),
+        keep_max: tuple[str, ...] = (),
+    ) -> None:
+        """Upsert small fact rows, keeping what another source already knew."""
+        if not new:
+            return
+        ids = [r[key] for r in new]
+        old_rows = self.store.con.to_pyarrow(
+            self.store.table(table).filter(self.store.table(table)[key].isin(ids))
+        ).to_pylist()
+        old = {r[key]: r for r in old_rows}
+        merged = []
+        for row in new:
+            prev = old.get(row[key])
+            if prev is None:
+                merged.append(row)
+                continue
+            prev_labels = dict(prev.get("labels") or [])
+            out = dict(prev)
+            for name, value in row.items():
+                if name == "labels":
+                    continue
+                if value is None:
+                    continue
+                if name in keep_min and prev.get(name) is not None:
+                    out[name] = min(prev[name], value)
+                elif name in keep_max and prev.get(name) is not None:
+                    out[name] = max(prev[name], value)
+                elif prefer_new or prev.get(name) is None:
+                    out[name] = value
+            labels = (
+                {**prev_labels, **(row.get("labels") or {})}
+                if prefer_new
+                else {**(row.get("labels") or {}), **prev_labels}
+            )
+            out["labels"] = labels
+            merged.append(out)
+        self.store.upsert_arrow(table, facts.rows_table(merged, schema), key)
+
+    # -- prices -----------------------------------------------------------------------
+    def node_prices(self) -> tuple[list[NodePrice], pa.Table]:
+        nodes = self.store.con.to_pyarrow(self.store.table("nodes"))
+        prices = []
+        overrides = self.settings.prices.overrides()
+        rates = self.settings.prices.rates()
+        for row in nodes.to_pylist():
+            fact = NodeFacts(
+                node_id=row["node_id"],
+                instance_type=row["instance_type"],
+                gpu_model=row["gpu_model"],
+                gpu_count=row["gpu_count"] or 0,
+                cpu_cores=_dec(row["cpu_cores"]),
+                memory_gib=_dec(row["memory_gib"]),
+                provider=row["provider"],
+                region=row["region"],
+                capacity_type=row["capacity_type"],
+            )
+            prices.append(resolve_node_price(fact, self.catalog, overrides, rates))
+        return prices, nodes
+
+    # -- cost -------------------------------------------------------------------------
+    def data_extent(self) -> tuple[int, int] | None:
+        rows = self.store.raw("SELECT min(ts_ms), max(ts_ms) FROM gpu_usage")
+        row = rows[0] if rows else None
+        if not row or row[0] is None:
+            return None
+        return int(row[0]), int(row[1])
+
+    def resolve_window(self, window: str | None, last: str | None) -> Window:
+        if window and last:
+            raise UsageError("give --window or --last, not both", where="--window/--last")
+        if window:
+            return Window.parse(window)
+        if last:
+            return Window.last(parse_duration(last, what="--last"), self._clock())
+        extent = self.data_extent()
+        if extent is None:
+            raise UsageError(
+                "the store holds no GPU samples yet",
+                where=self.settings.db,
+                hint="ingest some (aifinops ingest nvidia-smi DIR) or run `aifinops demo`",
+            )
+        end = align_up(from_ms(extent[1] + 1), timedelta(hours=1))
+        return Window(end - timedelta(days=7), end)
+
+    def cost(
+        self,
+        *,
+        window: str | None = None,
+        last: str | None = None,
+        step: str | None = None,
+        by: Sequence[str] = ("team",),
+        idle: IdlePolicy | str | None = None,
+        shared_gpu: SharedGpuPolicy | str | None = None,
+        team: str | None = None,
+    ) -> CostReport:
+        win = self.resolve_window(window, last)
+        dims = tuple(normalise_dimension(d) for d in by if d.strip())
+        for d in dims:
+            if d not in ALL_DIMENSIONS:
+                raise UsageError(
+                    f"cannot group by {d!r}",
+                    where="--by",
+                    hint="choose from " + ", ".join(x.replace("_", "-") for x in ALL_DIMENSIONS),
+                )
+        if len(set(dims)) != len(dims):
+            raise UsageError("a dimension is named twice", where="--by")
+        alloc = self.settings.allocation
+        idle_p = IdlePolicy(idle or alloc.idle)
+        shared_p = SharedGpuPolicy(shared_gpu or alloc.shared_gpu)
+        step_td = parse_duration(step or alloc.step, what="--step")
+        step_ms = int(step_td.total_seconds() * 1000)
+        if step_ms < 60_000:
+            raise UsageError("the step must be at least 1m", where="--step")
+        prices, nodes = self.node_prices()
+        query = AllocationQuery(
+            win.start_ms,
+            win.end_ms,
+            step_ms,
+            dims,
+            shared_p,
+            idle_p,
+            per_step=step is not None,
+            team=team,
+        )
+        result = allocate(
+            self.store, query, price_table(prices, nodes), self.settings.attribution.rules()
+        )
+        rows = [self._cost_row(r, dims, step_ms, win) for r in result.rows.to_pylist()]
+        rows.sort(
+            key=lambda r: (
+                r.start or "",
+                any(r.is_bucket(b) for b in BUCKETS),
+                -r.total_cost,
+                tuple(r.key.values()),
+            )
+        )
+        by_node = {r["node_id"]: r for r in nodes.to_pylist()}
+        price_of = {p.node_id: p for p in prices}
+        unpriced = [
+            UnpricedNode(
+                node=u["node_id"],
+                instance_type=by_node[u["node_id"]]["instance_type"],
+                gpu_model=by_node[u["node_id"]]["gpu_model"],
+                gpu_count=by_node[u["node_id"]]["gpu_count"] or 0,
+                gpu_hours=hours_from_ms(u["gpu_ms"]),
+                reason=price_of[u["node_id"]].reason,
+            )
+            for u in result.unpriced.to_pylist()
+            if u["node_id"] in by_node
+        ]
+        unpriced.sort(key=lambda u: u.node)
+        notes = []
+        if team is not None:
+            notes.append(f"rows limited to team {team!r}; asset_cost covers the whole fleet")
+        return CostReport(
+            win,
+            step if step else None,
+            dims,
+            idle_p,
+            shared_p,
+            dollars_from_units(result.asset_units),
+            rows,
+            unpriced,
+            self.settings.currency,
+            notes,
+        )
+
+    @staticmethod
+    def _cost_row(r: dict[str, Any], dims: tuple[str, ...], step_ms: int, win: Window) -> CostRow:
+        start = end = None
+        if "step" in r:
+            start = from_ms(r["step"]).isoformat().replace("+00:00", "Z")
+            end = from_ms(min(r["step"] + step_ms, win.end_ms)).isoformat().replace("+00:00", "Z")
+        signals = tuple(sorted(s for s in (r.get("signals") or []) if s))
+        return CostRow(
+            key={d: r[d] for d in dims},
+            gpu_hours=hours_from_ms(r["gpu_ms"]),
+            gpu_cost=dollars_from_units(r["gpu_units"]),
+            cpu_cost=dollars_from_units(r["cpu_units"]),
+            ram_cost=dollars_from_units(r["ram_units"]),
+            idle_cost=dollars_from_units(r["idle_units"]),
+            waste_cost=dollars_from_units(r["waste_units"]),
+            used_gpu_hours=hours_from_ms(r["used_ms"]),
+            efficiency_signals=signals,
+            start=start,
+            end=end,
+        )
+
+
+def _dec(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _digest(paths: Sequence[Path], extra: str = "") -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode())
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+__all__ = ["ZERO", "IngestResult", "Service"]

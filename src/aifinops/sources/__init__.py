@@ -1,0 +1,1 @@
+"""Sources: one module per external system, each turning its input into fact tables."""

@@ -1,0 +1,115 @@
+"""The shapes of the fact tables sources produce, as Arrow schemas, and builders for them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+MICRO = 1_000_000  # held/used are carried as integer micro-milliseconds until stored
+LABELS = pa.map_(pa.string(), pa.string())
+
+GPU_USAGE = pa.schema(
+    [
+        ("ts_ms", pa.int64()),
+        ("node_id", pa.string()),
+        ("gpu_id", pa.string()),
+        ("workload_id", pa.string()),
+        ("held_req", pa.decimal128(18, 6)),
+        ("held_use", pa.decimal128(18, 6)),
+        ("used", pa.decimal128(18, 6)),
+    ]
+)
+
+NODES = pa.schema(
+    [
+        ("node_id", pa.string()),
+        ("provider", pa.string()),
+        ("region", pa.string()),
+        ("zone", pa.string()),
+        ("instance_type", pa.string()),
+        ("capacity_type", pa.string()),
+        ("gpu_model", pa.string()),
+        ("gpu_count", pa.int32()),
+        ("cpu_cores", pa.float64()),
+        ("memory_gib", pa.float64()),
+        ("mig_strategy", pa.string()),
+        ("gpu_replicas", pa.int32()),
+        ("util_signal", pa.string()),
+        ("resource_id", pa.string()),
+        ("labels", LABELS),
+        ("source", pa.string()),
+    ]
+)
+
+WORKLOADS = pa.schema(
+    [
+        ("workload_id", pa.string()),
+        ("kind", pa.string()),
+        ("namespace", pa.string()),
+        ("name", pa.string()),
+        ("node_id", pa.string()),
+        ("controller", pa.string()),
+        ("start_ms", pa.int64()),
+        ("end_ms", pa.int64()),
+        ("gpu_request", pa.float64()),
+        ("gpu_resource", pa.string()),
+        ("cpu_request", pa.float64()),
+        ("mem_request_gib", pa.float64()),
+        ("cpu_usage", pa.float64()),
+        ("mem_usage_gib", pa.float64()),
+        ("labels", LABELS),
+        ("source", pa.string()),
+    ]
+)
+
+NAMESPACES = pa.schema([("namespace", pa.string()), ("labels", LABELS)])
+
+
+def micro_to_decimal(values: np.ndarray[Any, Any]) -> pa.Array:
+    """Integer micro-units -> decimal128(18, 6) with the same digits, without Python objects."""
+    ints = np.ascontiguousarray(values, dtype=np.int64)
+    words = np.empty((len(ints), 2), dtype=np.int64)
+    words[:, 0] = ints
+    words[:, 1] = np.where(ints < 0, -1, 0)
+    return pa.Array.from_buffers(
+        pa.decimal128(18, 6), len(ints), [None, pa.py_buffer(words.tobytes())]
+    )
+
+
+def usage_table(
+    ts_ms: np.ndarray[Any, Any],
+    node_id: Sequence[str] | pa.Array,
+    gpu_id: Sequence[str] | pa.Array,
+    workload_id: Sequence[str | None] | pa.Array,
+    held_req_u: np.ndarray[Any, Any],
+    held_use_u: np.ndarray[Any, Any],
+    used_u: np.ndarray[Any, Any],
+) -> pa.Table:
+    return pa.table(
+        [
+            pa.array(ts_ms, pa.int64()),
+            pa.array(node_id, pa.string()) if not isinstance(node_id, pa.Array) else node_id,
+            pa.array(gpu_id, pa.string()) if not isinstance(gpu_id, pa.Array) else gpu_id,
+            (
+                pa.array(workload_id, pa.string())
+                if not isinstance(workload_id, pa.Array)
+                else workload_id
+            ),
+            micro_to_decimal(held_req_u),
+            micro_to_decimal(held_use_u),
+            micro_to_decimal(used_u),
+        ],
+        schema=GPU_USAGE,
+    )
+
+
+def rows_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Build a small fact table (nodes, workloads) from dicts; missing keys are null."""
+    cols = {f.name: [r.get(f.name) for r in rows] for f in schema}
+    for f in schema:
+        if pa.types.is_map(f.type):
+            cols[f.name] = [list((v or {}).items()) for v in cols[f.name]]
+    return pa.table(cols, schema=schema)

@@ -1,0 +1,229 @@
+"""Kubernetes objects from `kubectl get nodes,pods,namespaces -o json` dumps.
+
+Nodes give instance type, region, zone and capacity type (EKS, GKE, AKS and Karpenter
+labels), GPU product and count (GPU feature discovery labels), MIG strategy and
+time-slicing replicas. Pods give GPU, shared-GPU and MIG requests, CPU and memory requests,
+the controller, labels, and start and end times.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aifinops.errors import InputError
+
+GPU = "nvidia.com/gpu"
+GPU_SHARED = "nvidia.com/gpu.shared"
+MIG_PREFIX = "nvidia.com/mig-"
+
+_INSTANCE = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
+_REGION = ("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region")
+_ZONE = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
+_SPOT = {
+    "eks.amazonaws.com/capacityType": {"SPOT": "spot", "ON_DEMAND": "on-demand"},
+    "karpenter.sh/capacity-type": {
+        "spot": "spot",
+        "on-demand": "on-demand",
+        "reserved": "reserved",
+    },
+    "cloud.google.com/gke-spot": {"true": "spot"},
+    "cloud.google.com/gke-preemptible": {"true": "spot"},
+    "kubernetes.azure.com/scalesetpriority": {"spot": "spot", "regular": "on-demand"},
+}
+
+
+@dataclass
+class KubeObjects:
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    namespaces: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def read_dump(path: Path) -> KubeObjects:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc}", where=str(path)) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"not valid JSON ({exc.msg} at line {exc.lineno})",
+            where=str(path),
+            hint="produce it with: kubectl get nodes,pods,namespaces -A -o json",
+        ) from exc
+    items = doc.get("items") if isinstance(doc, dict) and "items" in doc else [doc]
+    if (
+        not isinstance(items, list)
+        or not all(isinstance(i, dict) for i in items)
+        or (items and not any("kind" in i or "metadata" in i for i in items))
+    ):
+        raise InputError(
+            "not a Kubernetes object list",
+            where=str(path),
+            hint="produce it with: kubectl get nodes,pods,namespaces -A -o json",
+        )
+    out = KubeObjects()
+    kind_default = str(doc.get("kind", "")).removesuffix("List") if isinstance(doc, dict) else ""
+    for i, item in enumerate(items):
+        kind = item.get("kind") or kind_default
+        where = f"{path}: items[{i}]"
+        if kind == "Node":
+            out.nodes.append(node_row(item, where))
+        elif kind == "Pod":
+            out.pods.append(pod_row(item, where))
+        elif kind == "Namespace":
+            meta = item.get("metadata") or {}
+            out.namespaces.append(
+                {"namespace": meta.get("name"), "labels": _str_map(meta.get("labels"))}
+            )
+        else:
+            out.skipped[kind or "unknown"] = out.skipped.get(kind or "unknown", 0) + 1
+    return out
+
+
+def node_row(item: dict[str, Any], where: str) -> dict[str, Any]:
+    meta = item.get("metadata") or {}
+    name = meta.get("name")
+    if not name:
+        raise InputError("Node without metadata.name", where=where)
+    labels = _str_map(meta.get("labels"))
+    status = item.get("status") or {}
+    capacity = status.get("capacity") or {}
+    provider_id = (item.get("spec") or {}).get("providerID") or ""
+    capacity_type = None
+    for key, values in _SPOT.items():
+        if key in labels:
+            capacity_type = values.get(labels[key], capacity_type)
+    gpu_count = labels.get("nvidia.com/gpu.count") or capacity.get(GPU)
+    replicas = labels.get("nvidia.com/gpu.replicas")
+    return {
+        "node_id": name,
+        "provider": _provider(provider_id, labels),
+        "region": _first(labels, _REGION),
+        "zone": _first(labels, _ZONE),
+        "instance_type": _first(labels, _INSTANCE),
+        "capacity_type": capacity_type,
+        "gpu_model": labels.get("nvidia.com/gpu.product"),
+        "gpu_count": int(float(gpu_count)) if gpu_count else 0,
+        "cpu_cores": parse_cpu(capacity.get("cpu")),
+        "memory_gib": parse_memory_gib(capacity.get("memory")),
+        "mig_strategy": labels.get("nvidia.com/mig.strategy"),
+        "gpu_replicas": int(replicas) if replicas and replicas.isdigit() else None,
+        "resource_id": provider_id.rsplit("/", 1)[-1] if provider_id else None,
+        "labels": labels,
+        "source": "kubernetes",
+    }
+
+
+def pod_row(item: dict[str, Any], where: str) -> dict[str, Any]:
+    meta = item.get("metadata") or {}
+    spec = item.get("spec") or {}
+    status = item.get("status") or {}
+    name, namespace = meta.get("name"), meta.get("namespace") or "default"
+    if not name:
+        raise InputError("Pod without metadata.name", where=where)
+    cpu = mem = gpu = 0.0
+    gpu_resource = None
+    for container in spec.get("containers") or []:
+        res = container.get("resources") or {}
+        requests = {**(res.get("limits") or {}), **(res.get("requests") or {})}
+        cpu += parse_cpu(requests.get("cpu")) or 0.0
+        mem += parse_memory_gib(requests.get("memory")) or 0.0
+        for key, value in requests.items():
+            if key in (GPU, GPU_SHARED) or key.startswith(MIG_PREFIX):
+                gpu += float(value)
+                gpu_resource = key
+    owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    finished = [
+        s.get("state", {}).get("terminated", {}).get("finishedAt")
+        for s in status.get("containerStatuses") or []
+    ]
+    finished = [f for f in finished if f]
+    end = max(finished) if finished and status.get("phase") in {"Succeeded", "Failed"} else None
+    return {
+        "workload_id": f"{namespace}/{name}",
+        "kind": "pod",
+        "namespace": namespace,
+        "name": name,
+        "node_id": spec.get("nodeName"),
+        "controller": f"{owner['kind']}/{owner['name']}" if owner else None,
+        "start_ms": _ms(status.get("startTime") or meta.get("creationTimestamp")),
+        "end_ms": _ms(end),
+        "gpu_request": gpu or None,
+        "gpu_resource": gpu_resource,
+        "cpu_request": cpu or None,
+        "mem_request_gib": mem or None,
+        "labels": _str_map(meta.get("labels")),
+        "source": "kubernetes",
+    }
+
+
+_CPU = re.compile(r"^([0-9.]+)(m?)$")
+_MEM = re.compile(r"^([0-9.]+(?:e[0-9]+)?)([KMGTPE]i?)?$")
+_MEM_UNITS = {
+    None: 1,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+    "Ti": 1024**4,
+    "Pi": 1024**5,
+    "Ei": 1024**6,
+}
+
+
+def parse_cpu(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    match = _CPU.match(str(value).strip())
+    if not match:
+        raise InputError(f"cannot read CPU quantity {value!r}")
+    number = float(match.group(1))
+    return number / 1000 if match.group(2) else number
+
+
+def parse_memory_gib(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    match = _MEM.match(str(value).strip())
+    if not match:
+        raise InputError(f"cannot read memory quantity {value!r}")
+    return float(match.group(1)) * _MEM_UNITS[match.group(2)] / 1024**3
+
+
+def _provider(provider_id: str, labels: dict[str, str]) -> str | None:
+    scheme = provider_id.split("://", 1)[0] if "://" in provider_id else ""
+    known = {"aws": "aws", "gce": "gcp", "azure": "azure", "oci": "oci"}
+    if scheme in known:
+        return known[scheme]
+    if any(k.startswith("eks.amazonaws.com/") for k in labels):
+        return "aws"
+    if any(k.startswith("cloud.google.com/") for k in labels):
+        return "gcp"
+    if any(k.startswith("kubernetes.azure.com/") for k in labels):
+        return "azure"
+    return None
+
+
+def _first(labels: dict[str, str], keys: tuple[str, ...]) -> str | None:
+    return next((labels[k] for k in keys if labels.get(k)), None)
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+def _ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)

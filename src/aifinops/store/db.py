@@ -1,0 +1,126 @@
+"""Open the store (DuckDB by default), apply migrations, and write facts set-at-a-time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import ibis
+import pyarrow as pa
+
+from aifinops.errors import StoreError
+from aifinops.store.migrations import MIGRATIONS
+
+DEFAULT_DB = "aifinops.duckdb"
+
+
+class Store:
+    """A connection to the fact store through Ibis, with the schema migrated."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
+        self.path = str(path) if path is not None else ":memory:"
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.con = ibis.duckdb.connect(self.path, read_only=read_only)
+        except Exception as exc:  # duckdb raises IOException, ConnectionException...
+            raise StoreError(
+                f"cannot open the store: {exc}",
+                where=self.path,
+                hint="check the path given by --db or AIFINOPS_DB, and that no other "
+                "aifinops process holds it open for writing",
+            ) from exc
+        if not read_only:
+            self.migrate()
+
+    def close(self) -> None:
+        self.con.disconnect()
+
+    # -- schema -----------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        self.raw(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT now())"
+        )
+        done = {r[0] for r in self.raw("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, name, statements in MIGRATIONS:
+            if version in done:
+                continue
+            with self.transaction():
+                for statement in statements:
+                    self.raw(statement)
+                self.raw(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name]
+                )
+            applied.append(version)
+        return applied
+
+    def schema_version(self) -> int:
+        rows = self.raw("SELECT max(version) FROM schema_migrations")
+        return int(rows[0][0] or 0) if rows else 0
+
+    # -- access -----------------------------------------------------------------------
+    def raw(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run SQL on the DuckDB connection (DDL, upserts, small lookups); fetch it all.
+
+        Heavy queries go through Ibis; this is for statements and one-row answers.
+        """
+        duck = self.con.con
+        result = duck.execute(sql, params) if params is not None else duck.execute(sql)
+        try:
+            return list(result.fetchall())
+        except Exception:  # statements without a result set
+            return []
+
+    def table(self, name: str) -> ibis.Table:
+        return self.con.table(name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.raw("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.raw("ROLLBACK")
+            raise
+        else:
+            self.raw("COMMIT")
+
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
+        """Append an Arrow table whose columns are a subset of the target's."""
+        if data.num_rows == 0:
+            return 0
+        view = f"_incoming_{table}"
+        duck = self.con.con
+        duck.register(view, data)
+        try:
+            cols = ", ".join(f'"{c}"' for c in data.column_names)
+            duck.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{view}"').fetchall()
+        finally:
+            duck.unregister(view)
+        return data.num_rows
+
+    def upsert_arrow(self, table: str, data: pa.Table, key: str) -> int:
+        """Replace rows with the same key, then insert: re-ingest never duplicates."""
+        if data.num_rows == 0:
+            return 0
+        view = f"_incoming_{table}"
+        duck = self.con.con
+        duck.register(view, data)
+        try:
+            duck.execute(
+                f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM "{view}")'
+            ).fetchall()
+            cols = ", ".join(f'"{c}"' for c in data.column_names)
+            duck.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{view}"').fetchall()
+        finally:
+            duck.unregister(view)
+        return data.num_rows
+
+    def count(self, table: str) -> int:
+        rows = self.raw(f'SELECT count(*) FROM "{table}"')
+        return int(rows[0][0]) if rows else 0
