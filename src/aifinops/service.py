@@ -366,6 +366,7 @@ class Service:
             self.store, query, price_table(prices, nodes), self.settings.attribution.rules()
         )
         rows = [self._cost_row(r, dims, step_ms, win) for r in result.rows.to_pylist()]
+        rows = [r for r in rows if r.gpu_hours or r.total_cost or r.idle_cost]
         rows.sort(
             key=lambda r: (
                 r.start or "",

@@ -3,8 +3,9 @@
 For every device sample of an nvidia-smi log:
   1. its duration is the time to the next sample of that GPU (a gap of more than three
      median intervals is missing data: the sample gets one median interval);
-  2. its holders are the processes of the nearest process snapshot (compute-apps, or pmon
-     when there is no compute-apps log) within three quarters of an interval;
+  2. its holders are the processes of the process snapshot (compute-apps, or pmon when
+     there is no compute-apps log) matched to it: each snapshot to its nearest device
+     sample within three quarters of an interval, at most one snapshot per sample;
   3. request shares split the sample evenly among its holders; usage shares split it by
      each holder's pmon SM % at that time (evenly when any holder's SM % is unknown or all
      are zero); a sample with no holder becomes one idle row;
@@ -131,17 +132,22 @@ def _one_gpu(
         if p.pid not in members[p.ts_ms]:
             members[p.ts_ms].append(p.pid)
 
-    # nearest snapshot of each device sample
+    # each snapshot goes to its nearest device sample (within 3/4 of an interval); a device
+    # sample claimed by several snapshots keeps the nearest, so no snapshot counts twice
     holders_per_sample = np.zeros(len(ts), dtype=np.int64)
     snap_of_sample = np.full(len(ts), -1, dtype=np.int64)
     if len(snap_ts):
-        right = np.clip(np.searchsorted(snap_ts, ts), 0, len(snap_ts) - 1)
-        left = np.clip(right - 1, 0, len(snap_ts) - 1)
-        pick = np.where(np.abs(snap_ts[left] - ts) <= np.abs(snap_ts[right] - ts), left, right)
-        near = np.abs(snap_ts[pick] - ts) <= 0.75 * median
-        snap_of_sample = np.where(near, pick, -1)
+        right = np.clip(np.searchsorted(ts, snap_ts), 0, len(ts) - 1)
+        left = np.clip(right - 1, 0, len(ts) - 1)
+        pick = np.where(np.abs(ts[left] - snap_ts) <= np.abs(ts[right] - snap_ts), left, right)
+        dist = np.abs(ts[pick] - snap_ts)
+        ok = np.flatnonzero(dist <= 0.75 * median)
+        order = ok[np.lexsort((dist[ok], pick[ok]))]
+        first = order[np.r_[True, pick[order][1:] != pick[order][:-1]]] if len(order) else order
+        snap_of_sample[pick[first]] = first
         counts = np.array([len(members[int(t)]) for t in snap_ts], dtype=np.int64)
-        holders_per_sample = np.where(near, counts[pick], 0)
+        held_mask = snap_of_sample >= 0
+        holders_per_sample[held_mask] = counts[snap_of_sample[held_mask]]
 
     reps = np.maximum(holders_per_sample, 1)
     row_sample = np.repeat(np.arange(len(ts)), reps)

@@ -246,17 +246,20 @@ def _allocate_from_scan(
 
     # 6. group
     keys = list(query.by) + (["step"] if query.per_step else [])
-    out = rows.group_by(keys).aggregate(
-        gpu_ms=rows.gpu_ms.sum(),
-        used_ms=rows.used_ms.sum(),
-        gpu_units=rows.gpu_units.sum(),
-        cpu_units=rows.cpu_units.sum(),
-        ram_units=rows.ram_units.sum(),
-        idle_units=rows.idle_units.sum(),
-        waste_units=rows.waste_units.sum(),
-        signals=rows.util_signal.collect(distinct=True),
-    )
-    result = store.con.to_pyarrow(out.order_by(keys))
+    metrics = {
+        "gpu_ms": rows.gpu_ms.sum(),
+        "used_ms": rows.used_ms.sum(),
+        "gpu_units": rows.gpu_units.sum(),
+        "cpu_units": rows.cpu_units.sum(),
+        "ram_units": rows.ram_units.sum(),
+        "idle_units": rows.idle_units.sum(),
+        "waste_units": rows.waste_units.sum(),
+        "signals": rows.util_signal.collect(distinct=True),
+    }
+    if keys:
+        result = store.con.to_pyarrow(rows.group_by(keys).aggregate(**metrics).order_by(keys))
+    else:
+        result = store.con.to_pyarrow(rows.aggregate(**metrics))
 
     unpriced = gp.filter(~gp.priced).group_by("node_id").aggregate(gpu_ms=gp.dev.sum())
     return AllocationResult(result, asset_units, store.con.to_pyarrow(unpriced))

@@ -1,0 +1,89 @@
+"""Shared fixtures: a service on a fresh DuckDB file, and builders of hand-made facts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aifinops.config import load_settings
+from aifinops.service import Service
+from aifinops.sources import facts
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+H100 = Path(__file__).resolve().parents[1] / "src" / "aifinops" / "data" / "h100-run-a"
+T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z in ms
+MIN = 60_000
+HOUR = 3_600_000
+
+
+def shared_data(*parts: str) -> Path:
+    """A file of ../shared/data; absent outside this workplace (a failure in CI)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"shared data missing in CI: {path}")
+        pytest.skip(f"shared data not present: {path}")
+    return path
+
+
+@pytest.fixture
+def make_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    made: list[Service] = []
+
+    def build(config: dict[str, Any] | None = None, name: str = "store.duckdb") -> Service:
+        import yaml
+
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(yaml.safe_dump(config or {}))
+        svc = Service(load_settings(cfg, env={}, flags={"db": str(tmp_path / name)}))
+        made.append(svc)
+        return svc
+
+    yield build
+    for svc in made:
+        svc.close()
+
+
+def sample(ts_ms: int, node: str, gpu: str, holders: Sequence[tuple[str | None, float, float, float]],
+           dur_ms: int = MIN) -> list[dict[str, Any]]:
+    """One device sample: holders are (workload, request share, usage share, busy fraction
+    of the whole device). Shares are given exactly as the test means them."""
+    return [
+        {"ts": ts_ms, "node": node, "gpu": gpu, "w": w,
+         "req": round(dur_ms * req * 1_000_000), "use": round(dur_ms * use * 1_000_000),
+         "used": round(dur_ms * busy * 1_000_000)}
+        for w, req, use, busy in holders
+    ]
+
+
+def load_facts(svc: Service, nodes: Sequence[dict[str, Any]], workloads: Sequence[dict[str, Any]],
+               samples: Sequence[dict[str, Any]], namespaces: Sequence[dict[str, Any]] = ()) -> None:
+    store = svc.store
+    store.upsert_arrow("nodes", facts.rows_table(list(nodes), facts.NODES), "node_id")
+    if workloads:
+        store.upsert_arrow("workloads", facts.rows_table(list(workloads), facts.WORKLOADS),
+                           "workload_id")
+    if namespaces:
+        store.upsert_arrow("namespaces", facts.rows_table(list(namespaces), facts.NAMESPACES),
+                           "namespace")
+    if samples:
+        table = facts.usage_table(
+            np.array([s["ts"] for s in samples], dtype=np.int64),
+            [s["node"] for s in samples], [s["gpu"] for s in samples],
+            [s["w"] for s in samples],
+            np.array([s["req"] for s in samples], dtype=np.int64),
+            np.array([s["use"] for s in samples], dtype=np.int64),
+            np.array([s["used"] for s in samples], dtype=np.int64),
+        )
+        store.insert_arrow("gpu_usage", table)
+
+
+def window(hours: int = 1, start: int = T0) -> str:
+    from aifinops.core.windows import from_ms
+
+    return f"{from_ms(start).isoformat()},{from_ms(start + hours * HOUR).isoformat()}"
