@@ -49,32 +49,51 @@ def make_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
         svc.close()
 
 
-def sample(ts_ms: int, node: str, gpu: str, holders: Sequence[tuple[str | None, float, float, float]],
-           dur_ms: int = MIN) -> list[dict[str, Any]]:
+def sample(
+    ts_ms: int,
+    node: str,
+    gpu: str,
+    holders: Sequence[tuple[str | None, float, float, float]],
+    dur_ms: int = MIN,
+) -> list[dict[str, Any]]:
     """One device sample: holders are (workload, request share, usage share, busy fraction
     of the whole device). Shares are given exactly as the test means them."""
     return [
-        {"ts": ts_ms, "node": node, "gpu": gpu, "w": w,
-         "req": round(dur_ms * req * 1_000_000), "use": round(dur_ms * use * 1_000_000),
-         "used": round(dur_ms * busy * 1_000_000)}
+        {
+            "ts": ts_ms,
+            "node": node,
+            "gpu": gpu,
+            "w": w,
+            "req": round(dur_ms * req * 1_000_000),
+            "use": round(dur_ms * use * 1_000_000),
+            "used": round(dur_ms * busy * 1_000_000),
+        }
         for w, req, use, busy in holders
     ]
 
 
-def load_facts(svc: Service, nodes: Sequence[dict[str, Any]], workloads: Sequence[dict[str, Any]],
-               samples: Sequence[dict[str, Any]], namespaces: Sequence[dict[str, Any]] = ()) -> None:
+def load_facts(
+    svc: Service,
+    nodes: Sequence[dict[str, Any]],
+    workloads: Sequence[dict[str, Any]],
+    samples: Sequence[dict[str, Any]],
+    namespaces: Sequence[dict[str, Any]] = (),
+) -> None:
     store = svc.store
     store.upsert_arrow("nodes", facts.rows_table(list(nodes), facts.NODES), "node_id")
     if workloads:
-        store.upsert_arrow("workloads", facts.rows_table(list(workloads), facts.WORKLOADS),
-                           "workload_id")
+        store.upsert_arrow(
+            "workloads", facts.rows_table(list(workloads), facts.WORKLOADS), "workload_id"
+        )
     if namespaces:
-        store.upsert_arrow("namespaces", facts.rows_table(list(namespaces), facts.NAMESPACES),
-                           "namespace")
+        store.upsert_arrow(
+            "namespaces", facts.rows_table(list(namespaces), facts.NAMESPACES), "namespace"
+        )
     if samples:
         table = facts.usage_table(
             np.array([s["ts"] for s in samples], dtype=np.int64),
-            [s["node"] for s in samples], [s["gpu"] for s in samples],
+            [s["node"] for s in samples],
+            [s["gpu"] for s in samples],
             [s["w"] for s in samples],
             np.array([s["req"] for s in samples], dtype=np.int64),
             np.array([s["use"] for s in samples], dtype=np.int64),

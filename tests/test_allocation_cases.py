@@ -22,14 +22,27 @@ def minutes(n: int, start: int = 0) -> range:
 
 
 def node(node_id: str, gpu_model: str, gpus: int = 1, **kw: Any) -> dict[str, Any]:
-    return {"node_id": node_id, "gpu_model": gpu_model, "gpu_count": gpus,
-            "util_signal": "test-signal", "source": "test", **kw}
+    return {
+        "node_id": node_id,
+        "gpu_model": gpu_model,
+        "gpu_count": gpus,
+        "util_signal": "test-signal",
+        "source": "test",
+        **kw,
+    }
 
 
 def pod(wid: str, team: str | None, node_id: str, **kw: Any) -> dict[str, Any]:
     ns = kw.pop("namespace", wid.split("/")[0])
-    return {"workload_id": wid, "kind": "pod", "namespace": ns, "node_id": node_id,
-            "labels": {"team": team} if team else {}, "source": "test", **kw}
+    return {
+        "workload_id": wid,
+        "kind": "pod",
+        "namespace": ns,
+        "node_id": node_id,
+        "labels": {"team": team} if team else {},
+        "source": "test",
+        **kw,
+    }
 
 
 def whole_case() -> dict[str, Any]:
@@ -44,8 +57,12 @@ def whole_case() -> dict[str, Any]:
         "samples": samples,
         "asset": "3.00",
         "rows": {
-            ("a",): {"gpu_hours": "0.666667", "total_cost": "2.00", "waste_cost": "1.00",
-                     "gpu_efficiency": "0.5"},
+            ("a",): {
+                "gpu_hours": "0.666667",
+                "total_cost": "2.00",
+                "waste_cost": "1.00",
+                "gpu_efficiency": "0.5",
+            },
             (IDLE,): {"gpu_hours": "0.333333", "total_cost": "1.00", "waste_cost": "0"},
         },
     }
@@ -55,23 +72,41 @@ def mig_case() -> dict[str, Any]:
     # A100 at $7.00/GPU-h cut in 7 slices of $1.00/h. a/w1 and b/w2 hold one slice each for
     # the hour (busy 80 % and 50 % of their slice); 5 slices idle: $5.00.
     samples = [
-        r for t in minutes(60) for r in sample(
-            t, "n2", "g0",
-            [("a/w1", 1 / 7, 1 / 7, 0.8 / 7), ("b/w2", 1 / 7, 1 / 7, 0.5 / 7),
-             (None, 5 / 7, 5 / 7, 0)])
+        r
+        for t in minutes(60)
+        for r in sample(
+            t,
+            "n2",
+            "g0",
+            [
+                ("a/w1", 1 / 7, 1 / 7, 0.8 / 7),
+                ("b/w2", 1 / 7, 1 / 7, 0.5 / 7),
+                (None, 5 / 7, 5 / 7, 0),
+            ],
+        )
     ]
     return {
         "config": {"prices": {"gpu_models": {"A100 40GB": 7.00}}},
         "nodes": [node("n2", "NVIDIA A100-SXM4-40GB", mig_strategy="mixed")],
-        "workloads": [pod("a/w1", "a", "n2", gpu_resource="nvidia.com/mig-1g.5gb"),
-                      pod("b/w2", "b", "n2", gpu_resource="nvidia.com/mig-1g.5gb")],
+        "workloads": [
+            pod("a/w1", "a", "n2", gpu_resource="nvidia.com/mig-1g.5gb"),
+            pod("b/w2", "b", "n2", gpu_resource="nvidia.com/mig-1g.5gb"),
+        ],
         "samples": samples,
         "asset": "7.00",
         "rows": {
-            ("a",): {"gpu_hours": "0.142857", "total_cost": "1.00", "waste_cost": "0.20",
-                     "gpu_efficiency": "0.8"},
-            ("b",): {"gpu_hours": "0.142857", "total_cost": "1.00", "waste_cost": "0.50",
-                     "gpu_efficiency": "0.5"},
+            ("a",): {
+                "gpu_hours": "0.142857",
+                "total_cost": "1.00",
+                "waste_cost": "0.20",
+                "gpu_efficiency": "0.8",
+            },
+            ("b",): {
+                "gpu_hours": "0.142857",
+                "total_cost": "1.00",
+                "waste_cost": "0.50",
+                "gpu_efficiency": "0.5",
+            },
             (IDLE,): {"gpu_hours": "0.714286", "total_cost": "5.00"},
         },
     }
@@ -81,9 +116,14 @@ def timeslice_samples() -> list[dict[str, Any]]:
     # A10G time-sliced 4 ways at $4.00/h. a/w1 and b/w2 each request one replica (1/4);
     # measured SM use 30 % and 10 % of the device, so usage shares are 3/4 and 1/4.
     return [
-        r for t in minutes(60) for r in sample(
-            t, "n3", "g0",
-            [("a/w1", 0.25, 0.75, 0.30), ("b/w2", 0.25, 0.25, 0.10), (None, 0.5, 0, 0)])
+        r
+        for t in minutes(60)
+        for r in sample(
+            t,
+            "n3",
+            "g0",
+            [("a/w1", 0.25, 0.75, 0.30), ("b/w2", 0.25, 0.25, 0.10), (None, 0.5, 0, 0)],
+        )
     ]
 
 
@@ -97,10 +137,18 @@ def shared_request_case() -> dict[str, Any]:
         "samples": timeslice_samples(),
         "asset": "4.00",
         "rows": {
-            ("a",): {"gpu_hours": "0.25", "total_cost": "1.00", "waste_cost": "0",
-                     "gpu_efficiency": "1"},
-            ("b",): {"gpu_hours": "0.25", "total_cost": "1.00", "waste_cost": "0.60",
-                     "gpu_efficiency": "0.4"},
+            ("a",): {
+                "gpu_hours": "0.25",
+                "total_cost": "1.00",
+                "waste_cost": "0",
+                "gpu_efficiency": "1",
+            },
+            ("b",): {
+                "gpu_hours": "0.25",
+                "total_cost": "1.00",
+                "waste_cost": "0.60",
+                "gpu_efficiency": "0.4",
+            },
             (IDLE,): {"gpu_hours": "0.5", "total_cost": "2.00"},
         },
     }
@@ -112,10 +160,18 @@ def shared_usage_case() -> dict[str, Any]:
     case = shared_request_case()
     case["shared_gpu"] = "usage"
     case["rows"] = {
-        ("a",): {"gpu_hours": "0.75", "total_cost": "3.00", "waste_cost": "1.80",
-                 "gpu_efficiency": "0.4"},
-        ("b",): {"gpu_hours": "0.25", "total_cost": "1.00", "waste_cost": "0.60",
-                 "gpu_efficiency": "0.4"},
+        ("a",): {
+            "gpu_hours": "0.75",
+            "total_cost": "3.00",
+            "waste_cost": "1.80",
+            "gpu_efficiency": "0.4",
+        },
+        ("b",): {
+            "gpu_hours": "0.25",
+            "total_cost": "1.00",
+            "waste_cost": "0.60",
+            "gpu_efficiency": "0.4",
+        },
     }  # nothing idle: no __idle__ row
     return case
 
@@ -176,8 +232,9 @@ def unallocated_shared_case() -> dict[str, Any]:
     # $2.00/h. An unlabelled pod in `sandbox` for 30 min ($1.00) is __unallocated__; a
     # kube-system pod for 30 min ($1.00) is __shared__.
     samples = [r for t in minutes(30) for r in sample(t, "n6", "g0", [("sandbox/x", 1, 1, 1)])]
-    samples += [r for t in minutes(30, 30)
-                for r in sample(t, "n6", "g0", [("kube-system/y", 1, 1, 1)])]
+    samples += [
+        r for t in minutes(30, 30) for r in sample(t, "n6", "g0", [("kube-system/y", 1, 1, 1)])
+    ]
     return {
         "config": {"prices": {"gpu_models": {"T4": 2.00}}},
         "nodes": [node("n6", "Tesla T4")],
@@ -197,32 +254,65 @@ def cpu_ram_case() -> dict[str, Any]:
     samples = [r for t in minutes(60) for r in sample(t, "n7", "g0", [("a/w1", 1, 1, 1)])]
     return {
         "config": {},
-        "nodes": [node("n7", "Tesla V100-SXM2-16GB", instance_type="p3.2xlarge",
-                       provider="aws", cpu_cores=8.0, memory_gib=61.0)],
+        "nodes": [
+            node(
+                "n7",
+                "Tesla V100-SXM2-16GB",
+                instance_type="p3.2xlarge",
+                provider="aws",
+                cpu_cores=8.0,
+                memory_gib=61.0,
+            )
+        ],
         "workloads": [
-            pod("a/w1", "a", "n7", cpu_request=4.0, mem_request_gib=30.5, start_ms=T0,
-                end_ms=T0 + 60 * MIN),
-            pod("b/w2", "b", "n7", cpu_request=1.0, cpu_usage=2.0, start_ms=T0,
-                end_ms=T0 + 60 * MIN),
+            pod(
+                "a/w1",
+                "a",
+                "n7",
+                cpu_request=4.0,
+                mem_request_gib=30.5,
+                start_ms=T0,
+                end_ms=T0 + 60 * MIN,
+            ),
+            pod(
+                "b/w2", "b", "n7", cpu_request=1.0, cpu_usage=2.0, start_ms=T0, end_ms=T0 + 60 * MIN
+            ),
         ],
         "samples": samples,
         "asset": "3.06",
         "rows": {
-            ("a",): {"gpu_cost": "2.548655", "cpu_cost": "0.126444", "ram_cost": "0.1292285",
-                     "total_cost": "2.8043275"},
-            ("b",): {"gpu_cost": "0", "cpu_cost": "0.063222", "ram_cost": "0",
-                     "total_cost": "0.063222"},
-            (IDLE,): {"gpu_cost": "0", "cpu_cost": "0.063222", "ram_cost": "0.1292285",
-                      "total_cost": "0.1924505"},
+            ("a",): {
+                "gpu_cost": "2.548655",
+                "cpu_cost": "0.126444",
+                "ram_cost": "0.1292285",
+                "total_cost": "2.8043275",
+            },
+            ("b",): {
+                "gpu_cost": "0",
+                "cpu_cost": "0.063222",
+                "ram_cost": "0",
+                "total_cost": "0.063222",
+            },
+            (IDLE,): {
+                "gpu_cost": "0",
+                "cpu_cost": "0.063222",
+                "ram_cost": "0.1292285",
+                "total_cost": "0.1924505",
+            },
         },
     }
 
 
 CASES = {
-    "whole": whole_case, "mig": mig_case, "shared-by-request": shared_request_case,
-    "shared-by-usage": shared_usage_case, "idle-weighted": idle_weighted_case,
-    "idle-even": idle_even_case, "unpriced": unpriced_case,
-    "unallocated-and-shared": unallocated_shared_case, "cpu-ram": cpu_ram_case,
+    "whole": whole_case,
+    "mig": mig_case,
+    "shared-by-request": shared_request_case,
+    "shared-by-usage": shared_usage_case,
+    "idle-weighted": idle_weighted_case,
+    "idle-even": idle_even_case,
+    "unpriced": unpriced_case,
+    "unallocated-and-shared": unallocated_shared_case,
+    "cpu-ram": cpu_ram_case,
 }
 
 
@@ -231,8 +321,9 @@ def test_allocation_case(name: str, make_service: Any) -> None:
     case = CASES[name]()
     svc = make_service(case["config"])
     load_facts(svc, case["nodes"], case["workloads"], case["samples"])
-    report = svc.cost(window=window(1), by=["team"], idle=case.get("idle"),
-                      shared_gpu=case.get("shared_gpu"))
+    report = svc.cost(
+        window=window(1), by=["team"], idle=case.get("idle"), shared_gpu=case.get("shared_gpu")
+    )
     assert abs(report.asset_cost - Decimal(case["asset"])) < E
     assert abs(report.total_cost - report.asset_cost) < E
     rows = {tuple(r.key.values()): r for r in report.rows}

@@ -8,6 +8,7 @@ workload events), independently of the parsers under test.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections import defaultdict
 from datetime import datetime
@@ -54,7 +55,7 @@ def expected_request_seconds() -> dict[int, float]:
     """Each snapshot lasts one interval, split evenly among the pids in it."""
     snaps = compute_apps()
     times = list(snaps)
-    interval = median(b - a for a, b in zip(times, times[1:], strict=False))
+    interval = median(b - a for a, b in itertools.pairwise(times))
     out: dict[int, float] = defaultdict(float)
     for pids in snaps.values():
         for pid in pids:

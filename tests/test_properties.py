@@ -43,24 +43,44 @@ def fleets(draw: Any) -> dict[str, Any]:
             expected_asset += prices[model] * gpus * 24
         elif kind == "catalog":
             gpus = 1
-            nodes.append({"node_id": nid, "gpu_model": "Tesla V100", "gpu_count": 1,
-                          "instance_type": "p3.2xlarge", "cpu_cores": 8.0, "memory_gib": 61.0})
+            nodes.append(
+                {
+                    "node_id": nid,
+                    "gpu_model": "Tesla V100",
+                    "gpu_count": 1,
+                    "instance_type": "p3.2xlarge",
+                    "cpu_cores": 8.0,
+                    "memory_gib": 61.0,
+                }
+            )
             expected_asset += Decimal("3.06") * 24
         else:
-            nodes.append({"node_id": nid, "gpu_model": "NVIDIA B200", "gpu_count": gpus,
-                          "instance_type": "b9.huge"})
+            nodes.append(
+                {
+                    "node_id": nid,
+                    "gpu_model": "NVIDIA B200",
+                    "gpu_count": gpus,
+                    "instance_type": "b9.huge",
+                }
+            )
         pool = []
         for j in range(draw(st.integers(1, 4))):
             wid = f"{draw(st.sampled_from(['ns1', 'ns2', 'kube-system']))}/w{i}-{j}"
             team = draw(st.sampled_from(["a", "b", None]))
             start = T0 + draw(st.integers(0, 23)) * HOUR
-            workloads.append({
-                "workload_id": wid, "kind": "pod", "namespace": wid.split("/")[0],
-                "node_id": nid, "labels": {"team": team, "model": "m1"} if team else {},
-                "cpu_request": draw(st.sampled_from([None, 0.5, 1.0])),
-                "mem_request_gib": draw(st.sampled_from([None, 4.0, 8.0])),
-                "start_ms": start, "end_ms": start + draw(st.integers(1, 12)) * HOUR,
-            })
+            workloads.append(
+                {
+                    "workload_id": wid,
+                    "kind": "pod",
+                    "namespace": wid.split("/")[0],
+                    "node_id": nid,
+                    "labels": {"team": team, "model": "m1"} if team else {},
+                    "cpu_request": draw(st.sampled_from([None, 0.5, 1.0])),
+                    "mem_request_gib": draw(st.sampled_from([None, 4.0, 8.0])),
+                    "start_ms": start,
+                    "end_ms": start + draw(st.integers(1, 12)) * HOUR,
+                }
+            )
             pool.append(wid)
         for g in range(gpus):
             for t in range(T0, T0 + 24 * HOUR, STEP):
@@ -73,16 +93,32 @@ def fleets(draw: Any) -> dict[str, Any]:
                 use = [total * w // sum(weights) for w in weights] if holders else []
                 if use:
                     use[-1] += total - sum(use)
-                rows = [(h, r, u, draw(st.integers(0, r))) for h, r, u in
-                        zip(holders, req, use, strict=True)]
+                rows = [
+                    (h, r, u, draw(st.integers(0, r)))
+                    for h, r, u in zip(holders, req, use, strict=True)
+                ]
                 idle_req = total - sum(req)
                 if idle_req or not holders:
                     rows.append((None, idle_req, 0 if holders else total, 0))
                 for h, r, u, busy in rows:
-                    samples.append({"ts": t, "node": nid, "gpu": f"{nid}-g{g}", "w": h,
-                                    "req": r, "use": u, "used": busy})
-    return {"nodes": nodes, "workloads": workloads, "samples": samples, "prices": prices,
-            "asset": expected_asset}
+                    samples.append(
+                        {
+                            "ts": t,
+                            "node": nid,
+                            "gpu": f"{nid}-g{g}",
+                            "w": h,
+                            "req": r,
+                            "use": u,
+                            "used": busy,
+                        }
+                    )
+    return {
+        "nodes": nodes,
+        "workloads": workloads,
+        "samples": samples,
+        "prices": prices,
+        "asset": expected_asset,
+    }
 
 
 def service(fleet: dict[str, Any]) -> Service:
@@ -92,15 +128,20 @@ def service(fleet: dict[str, Any]) -> Service:
     return svc
 
 
-SETTINGS = settings(max_examples=25, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @SETTINGS
-@given(fleets(), st.sampled_from(["separate", "weighted", "even"]),
-       st.sampled_from(["request", "usage"]))
-def test_conservation_and_no_negative_charge(fleet: dict[str, Any], idle: str,
-                                             shared: str) -> None:
+@given(
+    fleets(),
+    st.sampled_from(["separate", "weighted", "even"]),
+    st.sampled_from(["request", "usage"]),
+)
+def test_conservation_and_no_negative_charge(fleet: dict[str, Any], idle: str, shared: str) -> None:
     svc = service(fleet)
     try:
         report = svc.cost(window=window(24), by=["team"], idle=idle, shared_gpu=shared)
@@ -109,8 +150,7 @@ def test_conservation_and_no_negative_charge(fleet: dict[str, Any], idle: str,
     assert abs(report.asset_cost - fleet["asset"]) < CENT
     assert abs(report.total_cost - report.asset_cost) < CENT
     for row in report.rows:
-        for field in ("gpu_cost", "cpu_cost", "ram_cost", "idle_cost", "waste_cost",
-                      "gpu_hours"):
+        for field in ("gpu_cost", "cpu_cost", "ram_cost", "idle_cost", "waste_cost", "gpu_hours"):
             assert getattr(row, field) >= Decimal("-0.000001"), (row.key, field)
         assert row.waste_cost <= row.gpu_cost + Decimal("0.000001")
 

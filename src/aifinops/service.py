@@ -256,14 +256,17 @@ class Service:
                 continue
             prev_labels = dict(prev.get("labels") or [])
             out = dict(prev)
+            # widening an interval only makes sense for rows of the same source; a pod's own
+            # start and end (Kubernetes) win over when its processes were seen on the GPU
+            same_source = prev.get("source") == row.get("source")
             for name, value in row.items():
                 if name == "labels":
                     continue
                 if value is None:
                     continue
-                if name in keep_min and prev.get(name) is not None:
+                if same_source and name in keep_min and prev.get(name) is not None:
                     out[name] = min(prev[name], value)
-                elif name in keep_max and prev.get(name) is not None:
+                elif same_source and name in keep_max and prev.get(name) is not None:
                     out[name] = max(prev[name], value)
                 elif prefer_new or prev.get(name) is None:
                     out[name] = value
