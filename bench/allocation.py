@@ -73,14 +73,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--db", help="keep the store here (default: a temporary file)")
-    ap.add_argument("--measure", choices=["floor", "allocate"], help=argparse.SUPPRESS)
+    ap.add_argument("--measure", choices=["build", "floor", "allocate"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.measure == "build":
+        print(json.dumps(build(args.db, args.gpus, args.days, args.seed)))
+        return
     if args.measure:
         print(json.dumps(measure(args.db, args.measure, args.repeat)))
         return
+    # Every phase runs in its own process started from this small one: Linux keeps the
+    # peak RSS across fork+exec, so a child of a big parent would report the parent's peak.
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or str(Path(tmp) / "bench.duckdb")
-        built = build(db, args.gpus, args.days, args.seed)
+        proc = subprocess.run([sys.executable, __file__, "--measure", "build", "--db", db,
+                               "--gpus", str(args.gpus), "--days", str(args.days),
+                               "--seed", str(args.seed)], capture_output=True, text=True,
+                              check=True)
+        built = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"fleet: {args.gpus} GPUs x {args.days} days at 1-minute samples, "
               f"{built['workloads']:,} workloads, {built['rows']:,} sample rows "
               f"(built in {built['build_s']:.1f} s)")

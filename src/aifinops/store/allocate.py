@@ -238,7 +238,16 @@ def _allocate_from_scan(
     if query.idle is not IdlePolicy.SEPARATE:
         rows = _share_idle(rows, query.idle)
 
-    # 5. attribution and buckets
+    # 5. attribution and buckets, after collapsing steps that the output does not keep:
+    #    label lookups then run once per workload and node, not once per step
+    if not query.per_step:
+        rows = rows.group_by(["node_id", "workload_id"]).aggregate(
+            step=ibis.literal(s).cast("int64"),
+            gpu_ms=rows.gpu_ms.sum(), used_ms=rows.used_ms.sum(),
+            gpu_units=rows.gpu_units.sum(), cpu_units=rows.cpu_units.sum(),
+            ram_units=rows.ram_units.sum(), waste_units=rows.waste_units.sum(),
+            idle_units=rows.idle_units.sum(),
+        )
     rows = _attribute(store, rows, p, rules, query.by)
 
     if query.team is not None:
@@ -292,8 +301,13 @@ def _cpu_ram_rows(store: Store, presence: ir.Table, s: int, e: int, step_ms: int
         cpu=ibis.greatest(w.cpu_request.fill_null(0), w.cpu_usage.fill_null(0)),
         mem=ibis.greatest(w.mem_request_gib.fill_null(0), w.mem_usage_gib.fill_null(0)),
     )
+    # the steps each workload overlaps, as rows, then an equi-join on (node, step): a range
+    # join of every workload with every step of its node would be quadratic
+    first = ibis.literal(s) + ((w.start - s) // step_ms) * step_ms
+    first = ibis.greatest(first, ibis.literal(s))
+    w = w.mutate(step=ibis.range(first, w.end, step_ms).unnest().cast("int64"))
     pr = presence.filter(presence.priced)
-    j = w.join(pr, [w.node_id == pr.node_id, w.start < pr.step + step_ms, w.end > pr.step])
+    j = w.join(pr, [w.node_id == pr.node_id, w.step == pr.step])
     overlap = ibis.least(j.end, j.step + step_ms, ibis.literal(e)) - ibis.greatest(
         j.start, j.step, ibis.literal(s)
     )
