@@ -32,8 +32,7 @@ def build(db: str, gpus: int, days: int, seed: int) -> dict[str, float]:
     rows = svc.load_fleet(fleet, seed)
     svc.store.raw("CHECKPOINT")
     svc.close()
-    return {"rows": rows, "workloads": len(fleet.workloads),
-            "build_s": time.perf_counter() - began}
+    return {"rows": rows, "workloads": len(fleet.workloads), "build_s": time.perf_counter() - began}
 
 
 def measure(db: str, what: str, repeat: int) -> dict[str, float]:
@@ -62,8 +61,7 @@ def measure(db: str, what: str, repeat: int) -> dict[str, float]:
             times.append(time.perf_counter() - t)
         assert abs(report.total_cost - report.asset_cost) < 0.01
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"best_s": min(times), "median_s": sorted(times)[len(times) // 2],
-            "peak_mb": peak_mb}
+    return {"best_s": min(times), "median_s": sorted(times)[len(times) // 2], "peak_mb": peak_mb}
 
 
 def main() -> None:
@@ -85,28 +83,63 @@ def main() -> None:
     # peak RSS across fork+exec, so a child of a big parent would report the parent's peak.
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or str(Path(tmp) / "bench.duckdb")
-        proc = subprocess.run([sys.executable, __file__, "--measure", "build", "--db", db,
-                               "--gpus", str(args.gpus), "--days", str(args.days),
-                               "--seed", str(args.seed)], capture_output=True, text=True,
-                              check=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--measure",
+                "build",
+                "--db",
+                db,
+                "--gpus",
+                str(args.gpus),
+                "--days",
+                str(args.days),
+                "--seed",
+                str(args.seed),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         built = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"fleet: {args.gpus} GPUs x {args.days} days at 1-minute samples, "
-              f"{built['workloads']:,} workloads, {built['rows']:,} sample rows "
-              f"(built in {built['build_s']:.1f} s)")
+        print(
+            f"fleet: {args.gpus} GPUs x {args.days} days at 1-minute samples, "
+            f"{built['workloads']:,} workloads, {built['rows']:,} sample rows "
+            f"(built in {built['build_s']:.1f} s)"
+        )
         out = {}
         for what in ("floor", "allocate"):
-            proc = subprocess.run([sys.executable, __file__, "--measure", what, "--db", db,
-                                   "--repeat", str(args.repeat)], capture_output=True,
-                                  text=True, check=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--measure",
+                    what,
+                    "--db",
+                    db,
+                    "--repeat",
+                    str(args.repeat),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             out[what] = json.loads(proc.stdout.strip().splitlines()[-1])
         floor, alloc = out["floor"], out["allocate"]
-        print(f"floor (bare DuckDB GROUP BY workload over the samples): "
-              f"{floor['best_s']:.3f} s best of {args.repeat}, peak {floor['peak_mb']:.0f} MB")
-        print(f"allocate by team (aifinops cost):                       "
-              f"{alloc['best_s']:.3f} s best of {args.repeat}, peak {alloc['peak_mb']:.0f} MB")
+        print(
+            f"floor (bare DuckDB GROUP BY workload over the samples): "
+            f"{floor['best_s']:.3f} s best of {args.repeat}, peak {floor['peak_mb']:.0f} MB"
+        )
+        print(
+            f"allocate by team (aifinops cost):                       "
+            f"{alloc['best_s']:.3f} s best of {args.repeat}, peak {alloc['peak_mb']:.0f} MB"
+        )
         ratio = alloc["best_s"] / floor["best_s"]
-        print(f"ratio allocate / floor: {ratio:.2f}x (target <= 3x); "
-              f"peak memory {alloc['peak_mb'] / 1024:.2f} GB (target < 4 GB)")
+        print(
+            f"ratio allocate / floor: {ratio:.2f}x (target <= 3x); "
+            f"peak memory {alloc['peak_mb'] / 1024:.2f} GB (target < 4 GB)"
+        )
 
 
 if __name__ == "__main__":

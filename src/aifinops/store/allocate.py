@@ -243,9 +243,12 @@ def _allocate_from_scan(
     if not query.per_step:
         rows = rows.group_by(["node_id", "workload_id"]).aggregate(
             step=ibis.literal(s).cast("int64"),
-            gpu_ms=rows.gpu_ms.sum(), used_ms=rows.used_ms.sum(),
-            gpu_units=rows.gpu_units.sum(), cpu_units=rows.cpu_units.sum(),
-            ram_units=rows.ram_units.sum(), waste_units=rows.waste_units.sum(),
+            gpu_ms=rows.gpu_ms.sum(),
+            used_ms=rows.used_ms.sum(),
+            gpu_units=rows.gpu_units.sum(),
+            cpu_units=rows.cpu_units.sum(),
+            ram_units=rows.ram_units.sum(),
+            waste_units=rows.waste_units.sum(),
             idle_units=rows.idle_units.sum(),
         )
     rows = _attribute(store, rows, p, rules, query.by)
