@@ -242,14 +242,7 @@ def _allocate_from_scan(
     #    label lookups then run once per workload and node, not once per step
     if not query.per_step:
         rows = rows.group_by(["node_id", "workload_id"]).aggregate(
-            step=ibis.literal(s).cast("int64"),
-            gpu_ms=rows.gpu_ms.sum(),
-            used_ms=rows.used_ms.sum(),
-            gpu_units=rows.gpu_units.sum(),
-            cpu_units=rows.cpu_units.sum(),
-            ram_units=rows.ram_units.sum(),
-            waste_units=rows.waste_units.sum(),
-            idle_units=rows.idle_units.sum(),
+            step=ibis.literal(s).cast("int64"), **_sums(rows)
         )
     rows = _attribute(store, rows, p, rules, query.by)
 
@@ -258,16 +251,7 @@ def _allocate_from_scan(
 
     # 6. group
     keys = list(query.by) + (["step"] if query.per_step else [])
-    metrics = {
-        "gpu_ms": rows.gpu_ms.sum(),
-        "used_ms": rows.used_ms.sum(),
-        "gpu_units": rows.gpu_units.sum(),
-        "cpu_units": rows.cpu_units.sum(),
-        "ram_units": rows.ram_units.sum(),
-        "idle_units": rows.idle_units.sum(),
-        "waste_units": rows.waste_units.sum(),
-        "signals": rows.util_signal.collect(distinct=True),
-    }
+    metrics = {**_sums(rows), "signals": rows.util_signal.collect(distinct=True)}
     if keys:
         result = store.con.to_pyarrow(rows.group_by(keys).aggregate(**metrics).order_by(keys))
     else:
@@ -275,6 +259,13 @@ def _allocate_from_scan(
 
     unpriced = gp.filter(~gp.priced).group_by("node_id").aggregate(gpu_ms=gp.dev.sum())
     return AllocationResult(result, asset_units, store.con.to_pyarrow(unpriced))
+
+
+SUMMED = ("gpu_ms", "used_ms", "gpu_units", "cpu_units", "ram_units", "idle_units", "waste_units")
+
+
+def _sums(rows: ir.Table) -> dict[str, ir.Value]:
+    return {name: rows[name].sum() for name in SUMMED}
 
 
 def _scalar(store: Store, expr: ir.Table) -> Decimal:
