@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,21 +13,10 @@ from aifinops.config import load_settings
 from aifinops.service import Service
 from aifinops.sources import facts
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 H100 = Path(__file__).resolve().parents[1] / "src" / "aifinops" / "data" / "h100-run-a"
 T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z in ms
 MIN = 60_000
 HOUR = 3_600_000
-
-
-def shared_data(*parts: str) -> Path:
-    """A file of ../shared/data; absent outside this workplace (a failure in CI)."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared data missing in CI: {path}")
-        pytest.skip(f"shared data not present: {path}")
-    return path
 
 
 @pytest.fixture

@@ -136,42 +136,25 @@ def test_quantities() -> None:
     assert parse_memory_gib("1G") == pytest.approx(1e9 / 2**30)
 
 
+G5_EXPECTED = {
+    "provider": "aws", "region": "us-east-1", "zone": "us-east-1a",
+    "instance_type": "g5.xlarge", "capacity_type": "spot", "gpu_model": "NVIDIA-A10G",
+    "gpu_count": 1, "gpu_replicas": 4, "resource_id": "i-0abc123", "cpu_cores": 4.0,
+}  # fmt: skip
+JOB_EXPECTED = {
+    "gpu_request": 1.0, "gpu_resource": "nvidia.com/gpu", "cpu_request": 4.0,
+    "mem_request_gib": 16.0, "controller": "Job/pretrain",
+}  # fmt: skip
+
+
 def test_nodes_and_pods(tmp_path: Path) -> None:
     objs = read_dump(write(tmp_path))
     nodes = {n["node_id"]: n for n in objs.nodes}
     g5 = nodes["g5-spot"]
-    assert (
-        g5["provider"],
-        g5["region"],
-        g5["zone"],
-        g5["instance_type"],
-        g5["capacity_type"],
-        g5["gpu_model"],
-        g5["gpu_count"],
-        g5["gpu_replicas"],
-        g5["resource_id"],
-        g5["cpu_cores"],
-    ) == (
-        "aws",
-        "us-east-1",
-        "us-east-1a",
-        "g5.xlarge",
-        "spot",
-        "NVIDIA-A10G",
-        1,
-        4,
-        "i-0abc123",
-        4.0,
-    )
+    assert {k: g5[k] for k in G5_EXPECTED} == G5_EXPECTED
     pods = {p["workload_id"]: p for p in objs.pods}
     job = pods["ml/pretrain-job-0"]
-    assert (
-        job["gpu_request"],
-        job["gpu_resource"],
-        job["cpu_request"],
-        job["mem_request_gib"],
-        job["controller"],
-    ) == (1.0, "nvidia.com/gpu", 4.0, 16.0, "Job/pretrain")
+    assert {k: job[k] for k in JOB_EXPECTED} == JOB_EXPECTED
     assert job["end_ms"] - job["start_ms"] == 93_000
     assert pods["ml/slice"]["gpu_resource"] == "nvidia.com/mig-1g.10gb"
     assert pods["ml/shared"]["gpu_resource"] == "nvidia.com/gpu.shared"
