@@ -87,7 +87,7 @@ def load_facts(
             np.array([s["use"] for s in samples], dtype=np.int64),
             np.array([s["used"] for s in samples], dtype=np.int64),
         )
-        store.insert_arrow("gpu_usage", table)
+        store.write_usage(table)
 
 
 def window(hours: int = 1, start: int = T0) -> str:

@@ -128,6 +128,17 @@ def test_overlapping_longer_log_replaces_not_adds(make_service: Any, tmp_path: P
         r.gpu_hours for r in svc.cost(window="2026-11-23T10:00:00Z,2026-11-23T11:00:00Z").rows
     )
     assert float(hours) * 3600 == pytest.approx(390.9, abs=1.0)
+    # the per-node roll-up was replaced with the samples, not added to
+    (samples,) = svc.store.raw("SELECT sum(held_req), count(DISTINCT ts_ms) FROM gpu_usage")
+    (rollup,) = svc.store.raw("SELECT sum(dev), count(DISTINCT ts_ms) FROM node_presence")
+    assert rollup == samples
+    assert (
+        svc.store.raw(
+            "SELECT node_id, ts_ms, sum(held_req) FROM gpu_usage GROUP BY ALL EXCEPT "
+            "SELECT node_id, ts_ms, sum(dev) FROM node_presence GROUP BY ALL"
+        )
+        == []
+    )
 
 
 def test_unowned_processes_are_unallocated(make_service: Any) -> None:

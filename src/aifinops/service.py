@@ -114,11 +114,8 @@ class Service:
         store = self.store
         with store.transaction():
             # replace what an earlier, overlapping log of this host put there
-            store.raw(
-                "DELETE FROM gpu_usage WHERE node_id = ? AND ts_ms >= ? AND ts_ms < ?",
-                [host, held.start_ms, held.end_ms],
-            )
-            rows = store.insert_arrow("gpu_usage", held.usage)
+            store.delete_usage([host], held.start_ms, held.end_ms)
+            rows = store.write_usage(held.usage)
             self._merge_nodes([node])
             self._merge_workloads(held.workloads)
             self._log(digest, "nvidia-smi", str(path), host, held.start_ms, held.end_ms, rows)
@@ -184,15 +181,11 @@ class Service:
                 "namespaces", facts.rows_table(fleet.namespaces, facts.NAMESPACES), "namespace"
             )
             node_ids = [n.node_id for n in fleet.nodes]
-            store.raw(
-                "DELETE FROM gpu_usage WHERE node_id IN (SELECT unnest(?)) "
-                "AND ts_ms >= ? AND ts_ms < ?",
-                [node_ids, fleet.start_ms, fleet.end_ms],
-            )
+            store.delete_usage(node_ids, fleet.start_ms, fleet.end_ms)
             total = fleet.gpu_count()
             done = 0
             for batch in usage_batches(fleet, seed):
-                rows += store.insert_arrow("gpu_usage", batch)
+                rows += store.write_usage(batch)
                 done = min(total, done + 64)
                 if progress:
                     progress("samples", done, total)

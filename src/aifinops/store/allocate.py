@@ -1,10 +1,12 @@
 """Cost allocation in the engine (DESIGN §2, items 1-8), as Ibis expressions.
 
 The steps, each a set operation:
-  1. Scan `gpu_usage` once in the window: per step, node and holder, sum held GPU-ms
-     (by the shared-GPU policy), busy GPU-ms, and device-ms (all rows of a node).
+  1. Scan `gpu_usage` once in the window: per node and holder (and per step when the
+     output or the idle policy keeps steps), sum held GPU-ms (by the shared-GPU policy)
+     and busy GPU-ms. Each node's presence per step (its device-ms / its GPUs) comes from
+     the `node_presence` roll-up of the same samples (docs/decisions/0006).
   2. Join node prices (a small table): GPU cost = held ms x per-GPU price; waste =
-     (held - busy) ms x price. A node's presence in a step = its device-ms / its GPUs.
+     max(held - used, 0) ms x price over the row's span.
   3. CPU and RAM: each workload on a priced node is charged max(request, usage) x unit
      price for the part of each step it ran, scaled down if a node's charges would exceed
      the node's CPU/RAM cost in that step; the rest is that node's CPU/RAM idle.
@@ -14,7 +16,7 @@ The steps, each a set operation:
      buckets `__unpriced__` > `__idle__` > `__shared__` > `__unallocated__`.
   6. Group by the requested dimensions.
 Money is carried as "cost units" (ms x $/h, exact decimals) and turned into dollars once,
-on the final rows, by the caller.
+on the final rows, by the caller (docs/decisions/0002).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aifinops.core.attribution import AttributionRules
 from aifinops.core.model import (
@@ -39,8 +44,19 @@ from aifinops.core.model import (
 from aifinops.core.pricing import NodePrice
 from aifinops.store.db import Store
 
-RATE = "decimal(38,9)"
-UNITS = "decimal(38,9)"
+# Exact decimal types chosen so that the engine's products need no rescaling: DuckDB's
+# DECIMAL(38,6) x DECIMAL(38,9) is DECIMAL(38,15), so every cast of a product to UNITS
+# is free. (A rescaling cast of 128-bit decimals costs more than the multiplication.)
+MS = "decimal(38,6)"  # milliseconds x share: the sums of held_* and used
+RATE = "decimal(38,9)"  # dollars per hour
+UNITS = "decimal(38,15)"  # cost units: MS x RATE
+
+
+def _cast(value: ir.Value, to: str) -> ir.Value:
+    """CAST that is always written out. Ibis drops a cast to the type it believes a value
+    has, and it believes decimal x decimal keeps the larger scale and decimal x float stays
+    decimal, where DuckDB widens the scale or gives a DOUBLE."""
+    return ops.Cast(value, to=dt.dtype(to)).to_expr()
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,12 @@ class AllocationQuery:
     idle: IdlePolicy = IdlePolicy.SEPARATE
     per_step: bool = False
     team: str | None = None
+
+    @property
+    def stepwise(self) -> bool:
+        """Whether rows must stay per step through the idle policy (else they collapse
+        to one row per node and workload as soon as the per-step CPU/RAM caps are done)."""
+        return self.per_step or self.idle is not IdlePolicy.SEPARATE
 
 
 @dataclass(frozen=True)
@@ -128,100 +150,121 @@ def allocate(
     store: Store, query: AllocationQuery, prices: pa.Table, rules: AttributionRules
 ) -> AllocationResult:
     s, e, step_ms = query.start_ms, query.end_ms, query.step_ms
-    con = store.con
     p = ibis.memtable(prices)
 
-    # 1. the one scan over samples
+    # 1. the one scan over samples: per node and holder, and per step only where the
+    #    output or the idle policy keeps steps
     u = store.table("gpu_usage")
     u = u.filter((u.ts_ms >= s) & (u.ts_ms < e))
     held = u.held_req if query.shared_gpu is SharedGpuPolicy.REQUEST else u.held_use
-    step = (ibis.literal(s) + ((u.ts_ms - s) // step_ms) * step_ms).cast("int64")
-    scanned = u.group_by([step.name("step"), u.node_id, u.workload_id]).aggregate(
-        held=held.sum().cast(UNITS),
-        used=u.used.sum().cast(UNITS),
-        dev=u.held_req.sum().cast(UNITS),
+    keys = [u.node_id, u.workload_id]
+    if query.stepwise:
+        keys.insert(0, _step(u.ts_ms, s, step_ms).name("step"))
+    scanned = u.group_by(keys).aggregate(held=_cast(held.sum(), MS), used=_cast(u.used.sum(), MS))
+    if not query.stepwise:
+        scanned = scanned.mutate(step=ibis.literal(s).cast("int64"))
+    # each node's presence per step, from the per-node roll-up of the same samples
+    n = store.table("node_presence")
+    n = n.filter((n.ts_ms >= s) & (n.ts_ms < e))
+    presence = n.group_by([_step(n.ts_ms, s, step_ms).name("step"), n.node_id]).aggregate(
+        dev=_cast(n.dev.sum(), MS)
     )
-    g = con.create_table(_temp("alloc_scan"), scanned, temp=True)
-    try:
-        return _allocate_from_scan(store, g, p, query, rules, step_ms)
-    finally:
-        con.drop_table(g.get_name(), force=True)
+    with _Temps(store) as temps:
+        g = temps.create("alloc_scan", scanned)
+        return _allocate_from_scan(store, temps, g, presence, p, query, rules)
 
 
-_counter = 0
+def _step(ts: ir.IntegerValue, start: int, step_ms: int) -> ir.IntegerValue:
+    return (ibis.literal(start) + ((ts - start) // step_ms) * step_ms).cast("int64")
 
 
-def _temp(prefix: str) -> str:
-    global _counter
-    _counter += 1
-    return f"_{prefix}_{_counter}"
+class _Temps:
+    """Temporary tables for the intermediate results that several later steps read."""
+
+    _counter = 0
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.names: list[str] = []
+
+    def __enter__(self) -> _Temps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.names:
+            self.store.con.drop_table(name, force=True)
+
+    def create(self, prefix: str, expr: ir.Table) -> ir.Table:
+        _Temps._counter += 1
+        name = f"_{prefix}_{_Temps._counter}"
+        self.names.append(name)
+        return self.store.con.create_table(name, expr, temp=True)
 
 
 def _allocate_from_scan(
     store: Store,
+    temps: _Temps,
     g: ir.Table,
+    pres: ir.Table,
     p: ir.Table,
     query: AllocationQuery,
     rules: AttributionRules,
-    step_ms: int,
 ) -> AllocationResult:
-    s, e = query.start_ms, query.end_ms
+    s = query.start_ms
     zero = ibis.literal(Decimal(0), type=UNITS)
+    zero_ms = ibis.literal(Decimal(0), type=MS)
 
-    # 2. GPU money per (step, node, holder)
-    gp = g.left_join(p, g.node_id == p.node_id).select(
-        g.step,
-        g.node_id,
-        g.workload_id,
-        g.held,
-        g.used,
-        g.dev,
-        priced=p.priced.fill_null(False),
-        gpu_rate=p.gpu_rate.fill_null(Decimal(0)),
-        gpu_count=p.gpu_count.fill_null(1),
-    )
-    gpu_rows = gp.select(
-        "step",
-        "node_id",
-        "workload_id",
-        gpu_ms=gp.held,
-        used_ms=gp.workload_id.notnull().ifelse(gp.used, zero),
-        gpu_units=(gp.held * gp.gpu_rate).cast(UNITS),
-        cpu_units=zero,
-        ram_units=zero,
-        waste_units=gp.workload_id.notnull().ifelse(
-            (ibis.greatest(gp.held - gp.used, zero) * gp.gpu_rate).cast(UNITS), zero
-        ),
-    )
-
-    presence = gp.group_by(["step", "node_id"]).aggregate(
-        dev=gp.dev.sum(), gpu_count=gp.gpu_count.max()
-    )
-    presence = presence.join(p, presence.node_id == p.node_id).select(
-        presence.step,
-        presence.node_id,
-        present_ms=(presence.dev / presence.gpu_count).cast(UNITS),
+    # 2. each node's presence per step (its device-ms / its GPUs) and its asset cost
+    pres = pres.join(p, pres.node_id == p.node_id).select(
+        pres.step,
+        pres.node_id,
+        pres.dev,
+        present_ms=_cast(pres.dev / p.gpu_count, MS),
+        gpu_rate=p.gpu_rate,
         cpu_node_rate=p.cpu_node_rate,
         ram_node_rate=p.ram_node_rate,
         cpu_rate=p.cpu_rate,
         ram_rate=p.ram_rate,
         priced=p.priced,
     )
-    presence = presence.mutate(
-        cpu_asset=(presence.present_ms * presence.cpu_node_rate).cast(UNITS),
-        ram_asset=(presence.present_ms * presence.ram_node_rate).cast(UNITS),
+    pres = temps.create(
+        "alloc_presence",
+        pres.mutate(
+            gpu_asset=_cast(pres.dev * pres.gpu_rate, UNITS),
+            cpu_asset=_cast(pres.present_ms * pres.cpu_node_rate, UNITS),
+            ram_asset=_cast(pres.present_ms * pres.ram_node_rate, UNITS),
+        ),
     )
-    asset_gpu = (gp.dev * gp.gpu_rate).cast(UNITS)
-    asset_units = _scalar(store, gp.filter(gp.priced).aggregate(x=asset_gpu.sum()))
-    asset_units += _scalar(
-        store,
-        presence.filter(presence.priced).aggregate(
-            x=(presence.cpu_asset + presence.ram_asset).sum()
+    per_node = store.con.to_pyarrow(
+        pres.group_by(["node_id", "priced"]).aggregate(
+            asset=(pres.gpu_asset + pres.cpu_asset + pres.ram_asset).sum(), gpu_ms=pres.dev.sum()
+        )
+    )
+    priced_mask = per_node["priced"]
+    asset = pc.sum(per_node.filter(priced_mask)["asset"]).as_py()
+    asset_units = Decimal(asset) if asset is not None else Decimal(0)
+    unpriced = per_node.filter(pc.invert(priced_mask)).select(["node_id", "gpu_ms"])
+
+    # GPU money per holder (per node, and per step where steps are kept). Waste is the
+    # held time not used, over the row's span: charged GPU cost x (1 - usage)
+    gp = g.left_join(p, g.node_id == p.node_id)
+    rate = gp.gpu_rate.fill_null(Decimal(0))
+    gpu_rows = gp.select(
+        "step",
+        "node_id",
+        "workload_id",
+        gpu_ms=gp.held,
+        used_ms=gp.workload_id.notnull().ifelse(gp.used, zero_ms),
+        gpu_units=_cast(gp.held * rate, UNITS),
+        cpu_units=zero,
+        ram_units=zero,
+        waste_units=gp.workload_id.notnull().ifelse(
+            _cast(ibis.greatest(gp.held - gp.used, zero_ms) * rate, UNITS), zero
         ),
     )
 
     # 3. CPU and RAM by max(request, usage) for the time run, capped by node capacity
-    cpu_rows = _cpu_ram_rows(store, presence, s, e, step_ms)
+    cpu_rows = _cpu_ram_rows(store, temps, pres, query)
 
     rows = ibis.union(gpu_rows, cpu_rows)
     rows = rows.group_by(["step", "node_id", "workload_id"]).aggregate(
@@ -234,18 +277,17 @@ def _allocate_from_scan(
     )
     rows = rows.mutate(idle_units=zero)
 
-    # 4. idle policy
+    # 4. idle policy, then collapse the steps that the output does not keep: label
+    #    lookups then run once per workload and node, not once per step
     if query.idle is not IdlePolicy.SEPARATE:
         rows = _share_idle(rows, query.idle)
-
-    # 5. attribution and buckets, after collapsing steps that the output does not keep:
-    #    label lookups then run once per workload and node, not once per step
-    if not query.per_step:
+    if query.stepwise and not query.per_step:
         rows = rows.group_by(["node_id", "workload_id"]).aggregate(
             step=ibis.literal(s).cast("int64"), **_sums(rows)
         )
-    rows = _attribute(store, rows, p, rules, query.by)
 
+    # 5. attribution and buckets
+    rows = _attribute(store, rows, p, rules, query.by)
     if query.team is not None:
         rows = rows.filter(rows.team == query.team)
 
@@ -256,16 +298,14 @@ def _allocate_from_scan(
         result = store.con.to_pyarrow(rows.group_by(keys).aggregate(**metrics).order_by(keys))
     else:
         result = store.con.to_pyarrow(rows.aggregate(**metrics))
-
-    unpriced = gp.filter(~gp.priced).group_by("node_id").aggregate(gpu_ms=gp.dev.sum())
-    return AllocationResult(result, asset_units, store.con.to_pyarrow(unpriced))
+    return AllocationResult(result, asset_units, unpriced)
 
 
 SUMMED = ("gpu_ms", "used_ms", "gpu_units", "cpu_units", "ram_units", "idle_units", "waste_units")
 
 
-def _sums(rows: ir.Table) -> dict[str, ir.Value]:
-    return {name: rows[name].sum() for name in SUMMED}
+def _sums(rows: ir.Table, names: tuple[str, ...] = SUMMED) -> dict[str, ir.Value]:
+    return {name: rows[name].sum() for name in names}
 
 
 def _scalar(store: Store, expr: ir.Table) -> Decimal:
@@ -273,8 +313,10 @@ def _scalar(store: Store, expr: ir.Table) -> Decimal:
     return Decimal(value) if value is not None else Decimal(0)
 
 
-def _cpu_ram_rows(store: Store, presence: ir.Table, s: int, e: int, step_ms: int) -> ir.Table:
+def _cpu_ram_rows(store: Store, temps: _Temps, pres: ir.Table, query: AllocationQuery) -> ir.Table:
+    s, e, step_ms = query.start_ms, query.end_ms, query.step_ms
     zero = ibis.literal(Decimal(0), type=UNITS)
+    zero_ms = ibis.literal(Decimal(0), type=MS)
     w = store.table("workloads")
     w = w.filter(
         w.node_id.notnull()
@@ -287,73 +329,103 @@ def _cpu_ram_rows(store: Store, presence: ir.Table, s: int, e: int, step_ms: int
         & (w.start_ms.fill_null(s) < e)
         & (w.end_ms.fill_null(e) > s)
     )
-    w = w.select(
-        "workload_id",
-        "node_id",
+    # per-workload hourly rates first (one row per workload), then per step
+    rates = pres.group_by("node_id").aggregate(
+        cpu_rate=pres.cpu_rate.max(), ram_rate=pres.ram_rate.max()
+    )
+    cpu = ibis.greatest(w.cpu_request.fill_null(0), w.cpu_usage.fill_null(0))
+    mem = ibis.greatest(w.mem_request_gib.fill_null(0), w.mem_usage_gib.fill_null(0))
+    w = w.join(rates, w.node_id == rates.node_id).select(
+        w.workload_id,
+        w.node_id,
         start=w.start_ms.fill_null(s),
         end=w.end_ms.fill_null(e),
-        cpu=ibis.greatest(w.cpu_request.fill_null(0), w.cpu_usage.fill_null(0)),
-        mem=ibis.greatest(w.mem_request_gib.fill_null(0), w.mem_usage_gib.fill_null(0)),
+        cpu_wr=_cast(cpu * rates.cpu_rate, RATE),
+        ram_wr=_cast(mem * rates.ram_rate, RATE),
     )
     # the steps each workload overlaps, as rows, then an equi-join on (node, step): a range
     # join of every workload with every step of its node would be quadratic
     first = ibis.literal(s) + ((w.start - s) // step_ms) * step_ms
     first = ibis.greatest(first, ibis.literal(s))
     w = w.mutate(step=ibis.range(first, w.end, step_ms).unnest().cast("int64"))
-    pr = presence.filter(presence.priced)
+    pr = pres.filter(pres.priced)
     j = w.join(pr, [w.node_id == pr.node_id, w.step == pr.step])
     overlap = ibis.least(j.end, j.step + step_ms, ibis.literal(e)) - ibis.greatest(
         j.start, j.step, ibis.literal(s)
     )
-    j = j.select(
+    want = j.select(
         "step",
         "node_id",
         "workload_id",
-        "cpu_asset",
-        "ram_asset",
-        cpu_want=(overlap.cast(UNITS) * (j.cpu * j.cpu_rate).cast(RATE)).cast(UNITS),
-        ram_want=(overlap.cast(UNITS) * (j.mem * j.ram_rate).cast(RATE)).cast(UNITS),
+        cpu_want=_cast(_cast(overlap, MS) * j.cpu_wr, UNITS),
+        ram_want=_cast(_cast(overlap, MS) * j.ram_wr, UNITS),
     )
-    win = ibis.window(group_by=[j.step, j.node_id])
-    j = j.mutate(cpu_sum=j.cpu_want.sum().over(win), ram_sum=j.ram_want.sum().over(win))
-    charged = j.select(
-        "step",
-        "node_id",
-        "workload_id",
-        gpu_ms=zero,
-        used_ms=zero,
-        gpu_units=zero,
-        cpu_units=(j.cpu_sum <= j.cpu_asset).ifelse(
-            j.cpu_want, (j.cpu_want * j.cpu_asset / j.cpu_sum).cast(UNITS)
-        ),
-        ram_units=(j.ram_sum <= j.ram_asset).ifelse(
-            j.ram_want, (j.ram_want * j.ram_asset / j.ram_sum).cast(UNITS)
-        ),
-        waste_units=zero,
+    # a node-step whose wants exceed its CPU (RAM) cost scales them down to fit. Such
+    # node-steps are few (often none), so they are materialised and joined as the small side
+    tot = want.group_by(["step", "node_id"]).aggregate(
+        cpu_sum=want.cpu_want.sum(), ram_sum=want.ram_want.sum()
     )
+    tot = tot.join(pr, [tot.step == pr.step, tot.node_id == pr.node_id])
+    over = tot.filter((tot.cpu_sum > tot.cpu_asset) | (tot.ram_sum > tot.ram_asset)).select(
+        tot.step,
+        tot.node_id,
+        cpu_f=(tot.cpu_sum > tot.cpu_asset).ifelse(
+            tot.cpu_asset.cast("float64") / tot.cpu_sum.cast("float64"), 1.0
+        ),
+        ram_f=(tot.ram_sum > tot.ram_asset).ifelse(
+            tot.ram_asset.cast("float64") / tot.ram_sum.cast("float64"), 1.0
+        ),
+    )
+    over_rows = store.con.to_pyarrow(over)
+    if over_rows.num_rows == 0:
+        charged = want.select(
+            "step", "node_id", "workload_id", cpu_units=want.cpu_want, ram_units=want.ram_want
+        )
+    else:
+        over = ibis.memtable(over_rows)
+        k = want.left_join(over, [want.step == over.step, want.node_id == over.node_id])
+        scaled = k.cpu_f.notnull()
+        charged = k.select(
+            step=k.step,
+            node_id=k.node_id,
+            workload_id=k.workload_id,
+            cpu_units=scaled.ifelse(_cast(k.cpu_want * k.cpu_f, UNITS), k.cpu_want),
+            ram_units=scaled.ifelse(_cast(k.ram_want * k.ram_f, UNITS), k.ram_want),
+        )
     used = charged.group_by(["step", "node_id"]).aggregate(
         cpu=charged.cpu_units.sum(), ram=charged.ram_units.sum()
     )
-    idle = presence.filter(presence.priced).left_join(
-        used, [presence.step == used.step, presence.node_id == used.node_id]
-    )
-    idle = idle.select(
-        step=idle.step,
-        node_id=idle.node_id,
+    idle = pr.left_join(used, [pr.step == used.step, pr.node_id == used.node_id]).select(
+        step=pr.step,
+        node_id=pr.node_id,
         workload_id=ibis.null("string"),
-        gpu_ms=zero,
-        used_ms=zero,
+        cpu_units=_cast(pr.cpu_asset - used.cpu.fill_null(0), UNITS),
+        ram_units=_cast(pr.ram_asset - used.ram.fill_null(0), UNITS),
+    )
+    out = ibis.union(charged, idle)
+    if not query.stepwise:
+        out = out.group_by(["node_id", "workload_id"]).aggregate(
+            step=ibis.literal(s).cast("int64"),
+            cpu_units=out.cpu_units.sum(),
+            ram_units=out.ram_units.sum(),
+        )
+    return out.select(
+        "step",
+        "node_id",
+        "workload_id",
+        gpu_ms=zero_ms,
+        used_ms=zero_ms,
         gpu_units=zero,
-        cpu_units=(idle.cpu_asset - idle.cpu.fill_null(0)).cast(UNITS),
-        ram_units=(idle.ram_asset - idle.ram.fill_null(0)).cast(UNITS),
+        cpu_units=_cast(out.cpu_units, UNITS),
+        ram_units=_cast(out.ram_units, UNITS),
         waste_units=zero,
     )
-    return ibis.union(charged, idle)
 
 
 def _share_idle(rows: ir.Table, policy: IdlePolicy) -> ir.Table:
     """Move each node-step's idle cost onto the workloads of that node-step."""
     zero = ibis.literal(Decimal(0), type=UNITS)
+    zero_ms = ibis.literal(Decimal(0), type=MS)
     held = rows.filter(rows.workload_id.notnull())
     idle = rows.filter(rows.workload_id.isnull()).select(
         "step",
@@ -373,13 +445,21 @@ def _share_idle(rows: ir.Table, policy: IdlePolicy) -> ir.Table:
     j = held.left_join(idle, [held.step == idle.step, held.node_id == idle.node_id])
     ig, ic, ir_ = j.ig.fill_null(0), j.ic.fill_null(0), j.ir_.fill_null(0)
     if policy is IdlePolicy.WEIGHTED:
-        add_g = (j.sg > 0).ifelse((ig * j.gpu_units / j.sg).cast(UNITS), zero)
-        add_c = (j.sc > 0).ifelse((ic * j.cpu_units / j.sc).cast(UNITS), zero)
-        add_r = (j.sr > 0).ifelse((ir_ * j.ram_units / j.sr).cast(UNITS), zero)
+        # a proportional split is a ratio, worked in floating point: its rounding is some
+        # 1e-3 cost units, where a cent is 36,000 (ms x $/h)
+        def share(
+            idle_part: ir.NumericValue, mine: ir.NumericValue, total: ir.NumericValue
+        ) -> ir.Value:
+            ratio = mine.cast("float64") / total.cast("float64")
+            return (total > 0).ifelse(_cast(idle_part.cast("float64") * ratio, UNITS), zero)
+
+        add_g = share(ig, j.gpu_units, j.sg)
+        add_c = share(ic, j.cpu_units, j.sc)
+        add_r = share(ir_, j.ram_units, j.sr)
     else:
-        add_g = (ig / j.n).cast(UNITS)
-        add_c = (ic / j.n).cast(UNITS)
-        add_r = (ir_ / j.n).cast(UNITS)
+        add_g = _cast(ig / j.n, UNITS)
+        add_c = _cast(ic / j.n, UNITS)
+        add_r = _cast(ir_ / j.n, UNITS)
     shared = j.select(
         step=j.step,
         node_id=j.node_id,
@@ -390,7 +470,7 @@ def _share_idle(rows: ir.Table, policy: IdlePolicy) -> ir.Table:
         cpu_units=j.cpu_units + add_c,
         ram_units=j.ram_units + add_r,
         waste_units=j.waste_units,
-        idle_units=(add_g + add_c + add_r).cast(UNITS),
+        idle_units=_cast(add_g + add_c + add_r, UNITS),
     )
     # What could not be shared (no workload, or nothing to weigh by) stays idle; the idle
     # GPU-hours stay with the bucket since they were held by no one.
@@ -410,10 +490,10 @@ def _share_idle(rows: ir.Table, policy: IdlePolicy) -> ir.Table:
         node_id=left.node_id,
         workload_id=ibis.null("string"),
         gpu_ms=left.idle_gpu_ms,
-        used_ms=zero,
-        gpu_units=keep_g.cast(UNITS),
-        cpu_units=keep_c.cast(UNITS),
-        ram_units=keep_r.cast(UNITS),
+        used_ms=zero_ms,
+        gpu_units=_cast(keep_g, UNITS),
+        cpu_units=_cast(keep_c, UNITS),
+        ram_units=_cast(keep_r, UNITS),
         waste_units=zero,
         idle_units=zero,
     )

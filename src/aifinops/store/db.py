@@ -121,6 +121,32 @@ class Store:
             duck.unregister(view)
         return data.num_rows
 
+    # -- GPU samples --------------------------------------------------------------------
+    def write_usage(self, data: pa.Table) -> int:
+        """Append `gpu_usage` rows and their per-node roll-up (`node_presence`)."""
+        if data.num_rows == 0:
+            return 0
+        rows = self.insert_arrow("gpu_usage", data)
+        duck = self.con.con
+        duck.register("_incoming_presence", data.select(["node_id", "ts_ms", "held_req"]))
+        try:
+            duck.execute(
+                "INSERT INTO node_presence SELECT node_id, ts_ms, sum(held_req) "
+                "FROM _incoming_presence GROUP BY node_id, ts_ms"
+            ).fetchall()
+        finally:
+            duck.unregister("_incoming_presence")
+        return rows
+
+    def delete_usage(self, node_ids: Sequence[str], start_ms: int, end_ms: int) -> None:
+        """Drop the samples of these nodes in [start, end), with their roll-up."""
+        for table in ("gpu_usage", "node_presence"):
+            self.raw(
+                f"DELETE FROM {table} WHERE node_id IN (SELECT unnest(?)) "
+                "AND ts_ms >= ? AND ts_ms < ?",
+                [list(node_ids), start_ms, end_ms],
+            )
+
     def count(self, table: str) -> int:
         rows = self.raw(f'SELECT count(*) FROM "{table}"')
         return int(rows[0][0]) if rows else 0

@@ -81,4 +81,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        2,
+        "node presence: the per-node roll-up of gpu_usage that gives each node's time per step",
+        [
+            # One row per node and sample instant (or several, summed): the device-ms of
+            # all its GPUs. Written and deleted together with gpu_usage (Store.write_usage,
+            # Store.delete_usage), so a scan of it costs a node's presence per step
+            # without grouping the per-GPU samples by time.
+            """
+            CREATE TABLE node_presence (
+                node_id VARCHAR NOT NULL,
+                ts_ms BIGINT NOT NULL,
+                dev DECIMAL(18, 6) NOT NULL
+            )
+            """,
+            """
+            INSERT INTO node_presence
+            SELECT node_id, ts_ms, sum(held_req) FROM gpu_usage GROUP BY node_id, ts_ms
+            """,
+        ],
+    ),
 ]
