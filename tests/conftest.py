@@ -94,3 +94,59 @@ def window(hours: int = 1, start: int = T0) -> str:
     from aifinops.core.windows import from_ms
 
     return f"{from_ms(start).isoformat()},{from_ms(start + hours * HOUR).isoformat()}"
+
+
+class Served:
+    """A real HTTP server on a free loopback port. `routes` maps a path to a list of
+    (status, body) answers given in turn (the last one repeats); `hits` counts requests."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.routes: dict[str, list[tuple[int, bytes]]] = {}
+        self.hits: dict[str, int] = {}
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                answers = outer.routes.get(path, [(404, b"not found")])
+                n = outer.hits.get(path, 0)
+                outer.hits[path] = n + 1
+                status, body = answers[min(n, len(answers) - 1)]
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    server = Served()
+    yield server
+    server.close()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

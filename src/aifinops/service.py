@@ -25,11 +25,12 @@ from aifinops.core.model import (
 )
 from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms
 from aifinops.core.pricing import Catalog, NodeFacts, NodePrice, resolve_node_price
-from aifinops.core.windows import Window, align_up, from_ms, parse_duration
+from aifinops.core.windows import Window, align_up, from_ms, parse_duration, parse_instant
 from aifinops.errors import InputError, UsageError
-from aifinops.sources import facts
+from aifinops.sources import dcgm, facts
 from aifinops.sources.catalog import bundled_offers
 from aifinops.sources.holders import SIGNALS, assign_holders
+from aifinops.sources.http import fetch_text, is_url
 from aifinops.sources.kubernetes import read_dump
 from aifinops.sources.nvidia_smi import parse_dir
 from aifinops.sources.owners import Owner, read_owners
@@ -167,6 +168,88 @@ class Service:
                 )
             results.append(result)
         return results
+
+    def ingest_dcgm(
+        self,
+        sources: Sequence[str],
+        *,
+        at: str | None = None,
+        interval: str = "30s",
+        host: str | None = None,
+    ) -> list[IngestResult]:
+        """Load dcgm-exporter `/metrics` scrapes from files or URLs.
+
+        A scrape without sample timestamps is taken at `at` (ISO time), else the file's
+        modification time, else now for a URL; each scrape covers `interval`."""
+        interval_ms = int(parse_duration(interval, what="--interval").total_seconds() * 1000)
+        if interval_ms <= 0:
+            raise UsageError("the interval must be positive", where="--interval")
+        results = []
+        for src in sources:
+            text, at_ms = self._read_source(src, at)
+            digest = hashlib.sha256(
+                f"dcgm|{at_ms}|{interval_ms}|{host}|".encode() + text.encode()
+            ).hexdigest()
+            result = IngestResult("dcgm", src, "unchanged")
+            if self._already(digest):
+                result.notes.append("this scrape was ingested before; nothing changed")
+                results.append(result)
+                continue
+            scrapes = dcgm.read_scrapes(text, src, at_ms, default_host=host)
+            got = dcgm.to_facts(scrapes, interval_ms)
+            result.notes += got.notes
+            if got.usage.num_rows == 0:
+                raise InputError(
+                    "no GPU samples in this scrape",
+                    where=src,
+                    hint="is it a dcgm-exporter /metrics page? " + "; ".join(got.notes[:3]),
+                )
+            with self.store.transaction():
+                self._write_samples(got.usage, got.start_ms, got.end_ms, digest, "dcgm", src)
+                self._merge_nodes(got.nodes)
+                self._merge_workloads(got.workloads)
+                if got.energy:
+                    for row in got.energy:
+                        self.store.raw(
+                            "DELETE FROM gpu_energy WHERE node_id = ? AND gpu_id = ? AND ts_ms = ?",
+                            [row["node_id"], row["gpu_id"], row["ts_ms"]],
+                        )
+                    self.store.insert_arrow(
+                        "gpu_energy", facts.rows_table(got.energy, facts.GPU_ENERGY)
+                    )
+            result.status, result.rows = "loaded", got.usage.num_rows
+            result.node = ", ".join(sorted(n["node_id"] for n in got.nodes))
+            result.workloads = len(got.workloads)
+            result.window = (got.start_ms, got.end_ms)
+            results.append(result)
+        return results
+
+    def _read_source(self, src: str, at: str | None) -> tuple[str, int]:
+        """A scrape's text and the instant it stands for."""
+        when = parse_instant(at, what="--at") if at else None
+        if is_url(src):
+            text = fetch_text(src)
+            at_dt = when or self._clock()
+        else:
+            path = Path(src)
+            if not path.is_file():
+                raise InputError("no such file", where=src)
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError as error:
+                raise InputError(f"cannot read it: {error.strerror}", where=src) from error
+            at_dt = when or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        return text, int(at_dt.timestamp() * 1000)
+
+    def _write_samples(
+        self, usage: pa.Table, start_ms: int, end_ms: int, digest: str, kind: str, src: str
+    ) -> None:
+        """Replace the samples of these nodes in [start, end) and log the input (call it
+        inside the caller's transaction)."""
+        nodes = sorted(set(usage.column("node_id").to_pylist()))
+        self.store.delete_usage(nodes, start_ms, end_ms)
+        rows = self.store.write_usage(usage)
+        self._log(digest, kind, src, ",".join(nodes)[:200], start_ms, end_ms, rows)
 
     def load_fleet(self, fleet: Fleet, seed: int, progress: Progress | None = None) -> int:
         """Write a synthetic fleet (demo, tests, benchmarks) into the store."""

@@ -123,6 +123,33 @@ def ingest_kubernetes(
         svc.close()
 
 
+@ingest_app.command("dcgm")
+def ingest_dcgm(
+    sources: Annotated[
+        list[str], typer.Argument(help="dcgm-exporter /metrics scrapes: files or http(s) URLs.")
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="When the scrape was taken (ISO 8601), for samples without timestamps. "
+            "Default: the file's modification time, or now for a URL."
+        ),
+    ] = None,
+    interval: Annotated[
+        str, typer.Option(help="Time each scrape stands for (the exporter's interval).")
+    ] = "30s",
+    host: Annotated[
+        str | None, typer.Option(help="Host for series without a Hostname label.")
+    ] = None,
+) -> None:
+    """Load NVIDIA dcgm-exporter scrapes: GPU usage, pods, MIG instances and energy."""
+    svc = _service()
+    try:
+        _report_ingest(svc.ingest_dcgm(sources, at=at, interval=interval, host=host))
+    finally:
+        svc.close()
+
+
 def _report_ingest(results: list[IngestResult]) -> None:
     out, err = _console(), _console(stderr=True)
     for r in results:

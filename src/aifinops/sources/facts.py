@@ -65,6 +65,18 @@ WORKLOADS = pa.schema(
     ]
 )
 
+GPU_ENERGY = pa.schema(
+    [
+        ("ts_ms", pa.int64()),
+        ("node_id", pa.string()),
+        ("gpu_id", pa.string()),
+        ("energy_mj", pa.float64()),
+        ("power_w", pa.float64()),
+        ("fb_used_mib", pa.float64()),
+        ("source", pa.string()),
+    ]
+)
+
 NAMESPACES = pa.schema([("namespace", pa.string()), ("labels", LABELS)])
 
 

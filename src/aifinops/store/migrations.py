@@ -102,4 +102,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        3,
+        "gpu energy: per-device energy counter, power and memory readings",
+        [
+            # energy_mj is the device's counter since boot (DCGM TOTAL_ENERGY_CONSUMPTION,
+            # NVML total energy): energy in a window is its increase, resets handled there.
+            """
+            CREATE TABLE gpu_energy (
+                ts_ms BIGINT NOT NULL,
+                node_id VARCHAR NOT NULL,
+                gpu_id VARCHAR NOT NULL,
+                energy_mj DOUBLE,
+                power_w DOUBLE,
+                fb_used_mib DOUBLE,
+                source VARCHAR
+            )
+            """,
+        ],
+    ),
 ]

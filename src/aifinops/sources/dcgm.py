@@ -1,0 +1,347 @@
+"""NVIDIA dcgm-exporter `/metrics` scrapes -> GPU samples with their holders.
+
+A scrape is one instant. Every `DCGM_FI_*` series is read; the ones the cost model needs are:
+- usage, preferring `DCGM_FI_PROF_GR_ENGINE_ACTIVE`, then `DCGM_FI_PROF_SM_ACTIVE` (both
+  ratios 0-1), then `DCGM_FI_DEV_GPU_UTIL` (percent; never for a MIG instance, for which
+  the device figure says nothing), with the signal used recorded on the node;
+- energy from `DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION` (mJ since boot), power, memory used;
+- the holder from `pod`, `namespace` (and `container`) when dcgm-exporter maps GPUs to pods
+  (or `exported_pod`/`exported_namespace` after a Prometheus scrape renamed them).
+Devices are keyed by `Hostname` (or the newer `hostname`) and `UUID` (or `gpu`); MIG
+instances by `GPU_I_ID`, weighted by the compute slices of `GPU_I_PROFILE` (`3g.40gb` = 3/7).
+A GPU series repeated for several pods is a shared (time-sliced) GPU: its time is split
+evenly among them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from aifinops.sources.exposition import Exposition, finite, parse
+from aifinops.sources.facts import MICRO, usage_table
+
+SIGNALS = (
+    ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 1.0),
+    ("DCGM_FI_PROF_SM_ACTIVE", 1.0),
+    ("DCGM_FI_DEV_GPU_UTIL", 100.0),
+)
+ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+POWER = "DCGM_FI_DEV_POWER_USAGE"
+FB_USED = "DCGM_FI_DEV_FB_USED"
+_PROFILE = re.compile(r"^(\d+)g\.")
+
+
+@dataclass
+class Instance:
+    """A whole GPU (mig_id None) or one MIG instance of it, as one scrape saw it."""
+
+    mig_id: str | None
+    profile: str | None = None
+    pods: set[tuple[str, str]] = field(default_factory=set)
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Device:
+    host: str
+    uuid: str
+    index: str | None
+    model: str | None
+    instances: dict[str | None, Instance] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)  # device-level series
+
+
+@dataclass
+class Scrape:
+    ts_ms: int
+    devices: dict[tuple[str, str], Device] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    other_metrics: int = 0  # samples of metrics that are not DCGM's
+
+
+def read_scrapes(
+    text: str, where: str, at_ms: int, default_host: str | None = None
+) -> list[Scrape]:
+    """All scrapes in a text: one at `at_ms`, or one per explicit sample timestamp."""
+    expo = parse(text, where)
+    by_ts: dict[int, Scrape] = {}
+    skipped: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
+
+    def skip(why: str, name: str) -> None:
+        skipped.setdefault(why, set()).add(name)
+        counts[why] = counts.get(why, 0) + 1
+
+    for s in expo.samples:
+        ts = s.ts_ms if s.ts_ms is not None else at_ms
+        scrape = by_ts.setdefault(ts, Scrape(ts))
+        if not s.name.startswith("DCGM_FI_"):
+            scrape.other_metrics += 1
+            continue
+        if not finite(s.value):
+            skip("value is NaN or infinite", s.name)
+            continue
+        lab = s.labels
+        host = lab.get("Hostname") or lab.get("hostname") or default_host
+        uuid = lab.get("UUID") or lab.get("uuid") or (f"gpu{lab['gpu']}" if "gpu" in lab else None)
+        if host is None:
+            skip("no Hostname label (give --host)", s.name)
+            continue
+        if uuid is None:
+            skip("no UUID or gpu label", s.name)
+            continue
+        dev = scrape.devices.get((host, uuid))
+        if dev is None:
+            dev = scrape.devices[(host, uuid)] = Device(
+                host, uuid, lab.get("gpu"), lab.get("modelName") or lab.get("DCGM_FI_DEV_NAME")
+            )
+        mig_id = lab.get("GPU_I_ID") or None
+        inst = dev.instances.get(mig_id)
+        if inst is None:
+            inst = dev.instances[mig_id] = Instance(mig_id, lab.get("GPU_I_PROFILE"))
+        pod = lab.get("pod") or lab.get("exported_pod")
+        if pod:
+            ns = lab.get("namespace") or lab.get("exported_namespace") or "default"
+            inst.pods.add((ns, pod))
+        inst.values[s.name] = s.value
+        if mig_id is None:
+            dev.values[s.name] = s.value
+    scrapes = [by_ts[t] for t in sorted(by_ts)]
+    problems = list(expo.problems)
+    for why, names in sorted(skipped.items()):
+        listed = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        problems.append(f"{where}: skipped {counts[why]} sample(s), {why}: {listed}")
+    if scrapes:
+        scrapes[0].problems = problems
+    return scrapes
+
+
+def mig_weight(profile: str | None, model: str | None) -> Fraction:
+    """Compute slices of a MIG profile over the GPU's total (7; 4 on an A30)."""
+    m = _PROFILE.match(profile or "")
+    if m is None:
+        return Fraction(1, 7)
+    total = 4 if model and "A30" in model.upper() else 7
+    return Fraction(min(int(m.group(1)), total), total)
+
+
+def usage_signal(inst: Instance, device: Device) -> tuple[str | None, float | None]:
+    """The best usage signal of an instance (a ratio 0-1) and its name."""
+    for name, scale in SIGNALS:
+        if name == "DCGM_FI_DEV_GPU_UTIL" and inst.mig_id is not None:
+            continue
+        value = inst.values.get(name)
+        if value is None and inst.mig_id is None:
+            value = device.values.get(name)
+        if value is not None:
+            return name, min(max(value / scale, 0.0), 1.0)
+    return None, None
+
+
+@dataclass
+class Facts:
+    usage: Any  # pa.Table (GPU_USAGE)
+    nodes: list[dict[str, Any]]
+    workloads: list[dict[str, Any]]
+    energy: list[dict[str, Any]]
+    start_ms: int
+    end_ms: int
+    notes: list[str]
+
+
+def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> Facts:
+    """GPU samples (each scrape covers `interval_ms`), nodes, pods and energy readings."""
+    ts: list[int] = []
+    node: list[str] = []
+    gpu: list[str] = []
+    holder: list[str | None] = []
+    held: list[int] = []
+    used: list[int] = []
+    nodes: dict[str, dict[str, Any]] = {}
+    pods: dict[str, dict[str, Any]] = {}
+    energy: list[dict[str, Any]] = []
+    notes: list[str] = []
+    no_signal: set[str] = set()
+    total = interval_ms * MICRO
+    for scrape in scrapes:
+        notes += scrape.problems
+        for dev in scrape.devices.values():
+            n = nodes.setdefault(
+                dev.host,
+                {
+                    "node_id": dev.host,
+                    "gpu_model": dev.model,
+                    "gpus": set(),
+                    "signals": set(),
+                    "mig": False,
+                },
+            )
+            n["gpus"].add(dev.uuid)
+            parts = list(dev.instances.values())
+            mig = [i for i in parts if i.mig_id is not None]
+            if mig:
+                n["mig"] = True
+                parts = mig
+            left = total
+            for inst in parts:
+                weight = mig_weight(inst.profile, dev.model) if inst.mig_id else Fraction(1)
+                share = int(total * weight)
+                left -= share
+                gpu_id = dev.uuid if inst.mig_id is None else f"{dev.uuid}/{inst.mig_id}"
+                signal, busy = usage_signal(inst, dev)
+                if signal is None:
+                    no_signal.add(gpu_id)
+                    busy = 0.0
+                else:
+                    n["signals"].add(signal)
+                holders = sorted(inst.pods)
+                if not holders:
+                    _row(
+                        ts,
+                        node,
+                        gpu,
+                        holder,
+                        held,
+                        used,
+                        scrape.ts_ms,
+                        dev.host,
+                        gpu_id,
+                        None,
+                        share,
+                        0,
+                    )
+                    continue
+                each = share // len(holders)
+                for k, (ns, pod) in enumerate(holders):
+                    part = each if k < len(holders) - 1 else share - each * (len(holders) - 1)
+                    wid = f"{ns}/{pod}"
+                    _row(
+                        ts,
+                        node,
+                        gpu,
+                        holder,
+                        held,
+                        used,
+                        scrape.ts_ms,
+                        dev.host,
+                        gpu_id,
+                        wid,
+                        part,
+                        round(total * weight / len(holders) * Fraction(busy or 0.0)),
+                    )
+                    w = pods.setdefault(
+                        wid,
+                        {
+                            "workload_id": wid,
+                            "kind": "pod",
+                            "namespace": ns,
+                            "name": pod,
+                            "node_id": dev.host,
+                            "start_ms": scrape.ts_ms,
+                            "end_ms": scrape.ts_ms + interval_ms,
+                            "gpu_resource": (
+                                f"nvidia.com/mig-{inst.profile}"
+                                if inst.mig_id
+                                else "nvidia.com/gpu"
+                            ),
+                            "labels": {},
+                            "source": source,
+                        },
+                    )
+                    w["start_ms"] = min(w["start_ms"], scrape.ts_ms)
+                    w["end_ms"] = max(w["end_ms"], scrape.ts_ms + interval_ms)
+            if left > 0:  # MIG capacity not carved into any instance is idle
+                _row(
+                    ts,
+                    node,
+                    gpu,
+                    holder,
+                    held,
+                    used,
+                    scrape.ts_ms,
+                    dev.host,
+                    dev.uuid,
+                    None,
+                    left,
+                    0,
+                )
+            if ENERGY in dev.values or POWER in dev.values:
+                energy.append(
+                    {
+                        "ts_ms": scrape.ts_ms,
+                        "node_id": dev.host,
+                        "gpu_id": dev.uuid,
+                        "energy_mj": dev.values.get(ENERGY),
+                        "power_w": dev.values.get(POWER),
+                        "fb_used_mib": dev.values.get(FB_USED),
+                        "source": source,
+                    }
+                )
+    if no_signal:
+        notes.append(
+            f"{len(no_signal)} GPU(s) or MIG instance(s) report no usage signal "
+            "(GR_ENGINE_ACTIVE, SM_ACTIVE or GPU_UTIL); their held time counts as unused"
+        )
+    node_rows = []
+    for n in nodes.values():
+        signals = [name for name, _ in SIGNALS if name in n["signals"]]
+        node_rows.append(
+            {
+                "node_id": n["node_id"],
+                "gpu_model": n["gpu_model"],
+                "gpu_count": len(n["gpus"]),
+                "mig_strategy": "mixed" if n["mig"] else None,
+                "util_signal": signals[0] if signals else None,
+                "labels": {},
+                "source": source,
+            }
+        )
+    stamps = [s.ts_ms for s in scrapes]
+    table = usage_table(
+        np.array(ts, dtype=np.int64),
+        node,
+        gpu,
+        holder,
+        np.array(held, dtype=np.int64),
+        np.array(held, dtype=np.int64),
+        np.array(used, dtype=np.int64),
+    )
+    return Facts(
+        table,
+        node_rows,
+        list(pods.values()),
+        energy,
+        min(stamps) if stamps else 0,
+        (max(stamps) + interval_ms) if stamps else 0,
+        notes,
+    )
+
+
+def _row(
+    ts: list[int],
+    node: list[str],
+    gpu: list[str],
+    holder: list[str | None],
+    held: list[int],
+    used: list[int],
+    t: int,
+    host: str,
+    gpu_id: str,
+    wid: str | None,
+    part: int,
+    busy: int,
+) -> None:
+    ts.append(t)
+    node.append(host)
+    gpu.append(gpu_id)
+    holder.append(wid)
+    held.append(part)
+    used.append(busy)
+
+
+__all__ = ["Exposition", "Facts", "Scrape", "mig_weight", "read_scrapes", "to_facts"]
