@@ -17,6 +17,7 @@ lint: setup
 	$(VENV)/lint-imports
 
 unit: setup
+	@scripts/test-services.sh
 	$(VENV)/pytest -q
 
 test: lint unit

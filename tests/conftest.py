@@ -150,3 +150,76 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def need_binary(*names: str) -> None:
+    """Skip where a service binary is missing outside CI; in CI a missing one fails."""
+    import os
+    import shutil
+
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        message = f"{', '.join(missing)} not installed (apt-get install prometheus)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class PrometheusServer:
+    """A real Prometheus whose TSDB is filled from OpenMetrics text by promtool."""
+
+    def __init__(self, workdir: Path, openmetrics: str):
+        import subprocess
+        import time
+        import urllib.request
+
+        need_binary("prometheus", "promtool")
+        workdir.mkdir(parents=True, exist_ok=True)
+        data = workdir / "data.om"
+        data.write_text(openmetrics if openmetrics.endswith("# EOF\n") else openmetrics + "# EOF\n")
+        tsdb = workdir / "tsdb"
+        made = subprocess.run(
+            ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(data), str(tsdb)],
+            capture_output=True,
+            text=True,
+        )
+        assert made.returncode == 0, made.stderr[-2000:]
+        config = workdir / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1h\n")
+        self.port = free_port()
+        self.log = (workdir / "prometheus.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tsdb}",
+                "--storage.tsdb.retention.time=100y",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise AssertionError(
+                    "prometheus did not start: " + (workdir / "prometheus.log").read_text()[-2000:]
+                )
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+        self.log.close()

@@ -27,7 +27,7 @@ from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms
 from aifinops.core.pricing import Catalog, NodeFacts, NodePrice, resolve_node_price
 from aifinops.core.windows import Window, align_up, from_ms, parse_duration, parse_instant
 from aifinops.errors import InputError, UsageError
-from aifinops.sources import dcgm, facts
+from aifinops.sources import dcgm, facts, prometheus
 from aifinops.sources.catalog import bundled_offers
 from aifinops.sources.holders import SIGNALS, assign_holders
 from aifinops.sources.http import fetch_text, is_url
@@ -51,6 +51,21 @@ class IngestResult:
     workloads: int = 0
     window: tuple[int, int] | None = None
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _KubeState:
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    namespaces: list[dict[str, Any]] = field(default_factory=list)
+    gaps: list[Any] = field(default_factory=list)
+
+
+def _table_digest(table: pa.Table) -> str:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
 class Service:
@@ -223,6 +238,195 @@ class Service:
             result.window = (got.start_ms, got.end_ms)
             results.append(result)
         return results
+
+    def ingest_prometheus(
+        self,
+        url: str,
+        *,
+        window: str,
+        step: str = "1m",
+        timeout: float = 30.0,
+        max_points: int = prometheus.MAX_POINTS,
+        progress: Progress | None = None,
+    ) -> IngestResult:
+        """Pull dcgm-exporter and kube-state-metrics series from a Prometheus HTTP API.
+
+        Each step takes the last sample within it (`last_over_time`), so a series that
+        stopped is not carried forward; steps with no DCGM data are reported as gaps."""
+        win = Window.parse(window)
+        step_ms = int(parse_duration(step, what="--step").total_seconds() * 1000)
+        if step_ms < 1000:
+            raise UsageError("the step must be at least 1s", where="--step")
+        client = prometheus.PromClient(url, timeout=timeout, max_points=max_points)
+        client.check()
+        result = IngestResult("prometheus", url, "unchanged")
+        # the last sample in (t - step, t]: a range one ms short of the step, since
+        # Prometheus 2 includes both ends of a range and Prometheus 3 only the right one
+        rng = f"[{step_ms - 1}ms]"
+        collector = dcgm.Collector()
+        gaps: list[prometheus.Gap] = []
+        dcgm_series: list[prometheus.Series] = []
+        metrics = [name for name, _ in dcgm.SIGNALS] + [dcgm.ENERGY, dcgm.POWER, dcgm.FB_USED]
+        for i, metric in enumerate(metrics):
+            got = client.query_range(
+                f"last_over_time({metric}{rng})", win.start_ms, win.end_ms, step_ms
+            )
+            gaps += got.gaps
+            dcgm_series += got.series
+            for series in got.series:
+                for ts, value in series.points:
+                    collector.add(ts, metric, series.labels, value)
+            if progress:
+                progress("dcgm series", i + 1, len(metrics))
+        scrapes = collector.scrapes(url)
+        found = dcgm.to_facts(scrapes, step_ms, source="prometheus")
+        if found.usage.num_rows == 0:
+            raise InputError(
+                "no dcgm-exporter GPU series in this window",
+                where=url,
+                hint="is dcgm-exporter scraped by this Prometheus? "
+                + "; ".join(str(g) for g in gaps[:3]),
+            )
+        if not gaps:
+            gaps = prometheus.missing_steps(
+                dcgm_series, win.start_ms, win.end_ms, step_ms, "no GPU samples (data missing)"
+            )
+        kube = self._kube_state(client, win, step_ms, rng)
+        gaps += kube.gaps
+        nodes = {n["node_id"]: dict(n) for n in found.nodes}
+        for row in kube.nodes:
+            nodes[row["node_id"]] = {**nodes.get(row["node_id"], {}), **row}
+        pods = {w["workload_id"]: dict(w) for w in found.workloads}
+        for row in kube.pods:
+            prev = pods.get(row["workload_id"], {})
+            pods[row["workload_id"]] = {**prev, **row, "labels": row.get("labels") or {}}
+        digest = hashlib.sha256(
+            f"prometheus|{url}|{win.start_ms}|{win.end_ms}|{step_ms}|".encode()
+            + _table_digest(found.usage).encode()
+        ).hexdigest()
+        result.window = (win.start_ms, win.end_ms)
+        result.notes += found.notes + [f"gap {g}" for g in gaps]
+        if self._already(digest):
+            result.notes.append("the same data was ingested before; nothing changed")
+            return result
+        with self.store.transaction():
+            self._write_samples(found.usage, win.start_ms, win.end_ms, digest, "prometheus", url)
+            self._merge_nodes(list(nodes.values()), prefer_new=True)
+            self._merge_workloads(list(pods.values()), prefer_new=True)
+            if kube.namespaces:
+                self.store.upsert_arrow(
+                    "namespaces", facts.rows_table(kube.namespaces, facts.NAMESPACES), "namespace"
+                )
+            if found.energy:
+                self.store.raw(
+                    "DELETE FROM gpu_energy WHERE source = 'prometheus' AND ts_ms >= ? "
+                    "AND ts_ms < ?",
+                    [win.start_ms, win.end_ms],
+                )
+                self.store.insert_arrow(
+                    "gpu_energy", facts.rows_table(found.energy, facts.GPU_ENERGY)
+                )
+        result.status, result.rows = "loaded", found.usage.num_rows
+        result.node = ", ".join(sorted(nodes))
+        result.workloads = len(pods)
+        return result
+
+    def _kube_state(
+        self, client: prometheus.PromClient, win: Window, step_ms: int, rng: str
+    ) -> _KubeState:
+        """Pods, nodes and namespaces from kube-state-metrics series in the window."""
+        out = _KubeState()
+        wanted = [k for keys in self.settings.attribution.rules().label_keys.values() for k in keys]
+
+        def pull(query: str) -> list[prometheus.Series]:
+            got = client.query_range(query, win.start_ms, win.end_ms, step_ms)
+            out.gaps.extend(got.gaps)
+            return got.series
+
+        pods: dict[str, dict[str, Any]] = {}
+
+        def pod(labels: dict[str, str]) -> dict[str, Any] | None:
+            ns, name = labels.get("namespace"), labels.get("pod")
+            if not ns or not name:
+                return None
+            return pods.setdefault(
+                f"{ns}/{name}",
+                {
+                    "workload_id": f"{ns}/{name}",
+                    "kind": "pod",
+                    "namespace": ns,
+                    "name": name,
+                    "labels": {},
+                    "source": "prometheus",
+                },
+            )
+
+        for s in pull(f"last_over_time(kube_pod_info{rng})"):
+            row = pod(s.labels)
+            if row is None or not s.points:
+                continue
+            row["node_id"] = s.labels.get("node") or row.get("node_id")
+            if s.labels.get("created_by_kind") and s.labels.get("created_by_name"):
+                row["controller"] = f"{s.labels['created_by_kind']}/{s.labels['created_by_name']}"
+            first, last = s.points[0][0], s.points[-1][0] + step_ms
+            row["start_ms"] = min(first, row.get("start_ms", first))
+            row["end_ms"] = max(last, row.get("end_ms", last))
+        for s in pull(f"last_over_time(kube_pod_labels{rng})"):
+            row = pod(s.labels)
+            if row is not None:
+                row["labels"].update(prometheus.ksm_labels(s.labels, wanted))
+        for resource, column, scale in (
+            ("cpu", "cpu_request", 1.0),
+            ("memory", "mem_request_gib", 1 / 1024**3),
+            ("nvidia_com_gpu", "gpu_request", 1.0),
+        ):
+            query = (
+                "sum by (namespace, pod) (last_over_time("
+                + prometheus.selector(
+                    "kube_pod_container_resource_requests", {"resource": resource}
+                )
+                + f"{rng}))"
+            )
+            for s in pull(query):
+                row = pod(s.labels)
+                if row is not None and s.points:
+                    row[column] = max(v for _, v in s.points) * scale
+                    if resource == "nvidia_com_gpu":
+                        row["gpu_resource"] = "nvidia.com/gpu"
+        out.pods = list(pods.values())
+        nodes: dict[str, dict[str, Any]] = {}
+        for s in pull(f"last_over_time(kube_node_labels{rng})"):
+            if s.labels.get("node"):
+                row = prometheus.node_facts(s.labels)
+                row["labels"] = prometheus.ksm_labels(s.labels, [])
+                row["source"] = "prometheus"
+                nodes[row["node_id"]] = row
+        for resource, column, scale in (
+            ("cpu", "cpu_cores", 1.0),
+            ("memory", "memory_gib", 1 / 1024**3),
+        ):
+            query = (
+                "last_over_time("
+                + prometheus.selector("kube_node_status_capacity", {"resource": resource})
+                + f"{rng})"
+            )
+            for s in pull(query):
+                name = s.labels.get("node")
+                if name and s.points:
+                    row = nodes.setdefault(
+                        name, {"node_id": name, "labels": {}, "source": "prometheus"}
+                    )
+                    row[column] = s.points[-1][1] * scale
+        out.nodes = list(nodes.values())
+        for s in pull(f"last_over_time(kube_namespace_labels{rng})"):
+            if s.labels.get("namespace"):
+                out.namespaces.append(
+                    {
+                        "namespace": s.labels["namespace"],
+                        "labels": prometheus.ksm_labels(s.labels, wanted),
+                    }
+                )
+        return out
 
     def _read_source(self, src: str, at: str | None) -> tuple[str, int]:
         """A scrape's text and the instant it stands for."""

@@ -150,6 +150,25 @@ def ingest_dcgm(
         svc.close()
 
 
+@ingest_app.command("prometheus")
+def ingest_prometheus(
+    url: Annotated[
+        str, typer.Option(help="Base URL of the Prometheus HTTP API (or Thanos, Mimir).")
+    ],
+    window: Annotated[str, typer.Option(help="START,END in ISO 8601 (UTC unless stated).")],
+    step: Annotated[
+        str, typer.Option(help="Resolution; each step takes the last sample within it.")
+    ] = "1m",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each request.")] = 30.0,
+) -> None:
+    """Pull dcgm-exporter and kube-state-metrics series over a window, in chunks."""
+    svc = _service()
+    try:
+        _report_ingest([svc.ingest_prometheus(url, window=window, step=step, timeout=timeout)])
+    finally:
+        svc.close()
+
+
 def _report_ingest(results: list[IngestResult]) -> None:
     out, err = _console(), _console(stderr=True)
     for r in results:

@@ -69,32 +69,43 @@ def read_scrapes(
 ) -> list[Scrape]:
     """All scrapes in a text: one at `at_ms`, or one per explicit sample timestamp."""
     expo = parse(text, where)
-    by_ts: dict[int, Scrape] = {}
-    skipped: dict[str, set[str]] = {}
-    counts: dict[str, int] = {}
-
-    def skip(why: str, name: str) -> None:
-        skipped.setdefault(why, set()).add(name)
-        counts[why] = counts.get(why, 0) + 1
-
+    collector = Collector(default_host)
     for s in expo.samples:
-        ts = s.ts_ms if s.ts_ms is not None else at_ms
-        scrape = by_ts.setdefault(ts, Scrape(ts))
-        if not s.name.startswith("DCGM_FI_"):
+        collector.add(s.ts_ms if s.ts_ms is not None else at_ms, s.name, s.labels, s.value)
+    return collector.scrapes(where, expo.problems)
+
+
+class Collector:
+    """Gathers DCGM series values, from a scrape or a Prometheus query, into scrapes."""
+
+    def __init__(self, default_host: str | None = None):
+        self.default_host = default_host
+        self.by_ts: dict[int, Scrape] = {}
+        self.skipped: dict[str, set[str]] = {}
+        self.counts: dict[str, int] = {}
+
+    def _skip(self, why: str, name: str) -> None:
+        self.skipped.setdefault(why, set()).add(name)
+        self.counts[why] = self.counts.get(why, 0) + 1
+
+    def add(self, ts: int, name: str, lab: dict[str, str], value: float) -> None:
+        scrape = self.by_ts.get(ts)
+        if scrape is None:
+            scrape = self.by_ts[ts] = Scrape(ts)
+        if not name.startswith("DCGM_FI_"):
             scrape.other_metrics += 1
-            continue
-        if not finite(s.value):
-            skip("value is NaN or infinite", s.name)
-            continue
-        lab = s.labels
-        host = lab.get("Hostname") or lab.get("hostname") or default_host
+            return
+        if not finite(value):
+            self._skip("value is NaN or infinite", name)
+            return
+        host = lab.get("Hostname") or lab.get("hostname") or self.default_host
         uuid = lab.get("UUID") or lab.get("uuid") or (f"gpu{lab['gpu']}" if "gpu" in lab else None)
         if host is None:
-            skip("no Hostname label (give --host)", s.name)
-            continue
+            self._skip("no Hostname label (give --host)", name)
+            return
         if uuid is None:
-            skip("no UUID or gpu label", s.name)
-            continue
+            self._skip("no UUID or gpu label", name)
+            return
         dev = scrape.devices.get((host, uuid))
         if dev is None:
             dev = scrape.devices[(host, uuid)] = Device(
@@ -104,21 +115,27 @@ def read_scrapes(
         inst = dev.instances.get(mig_id)
         if inst is None:
             inst = dev.instances[mig_id] = Instance(mig_id, lab.get("GPU_I_PROFILE"))
-        pod = lab.get("pod") or lab.get("exported_pod")
+        # After a Prometheus scrape of the exporter pod, `pod`/`namespace` may name the
+        # exporter itself and the workload's labels become `exported_pod`/`exported_namespace`
+        if lab.get("exported_pod"):
+            pod, ns = lab["exported_pod"], lab.get("exported_namespace")
+        else:
+            pod, ns = lab.get("pod"), lab.get("namespace")
         if pod:
-            ns = lab.get("namespace") or lab.get("exported_namespace") or "default"
-            inst.pods.add((ns, pod))
-        inst.values[s.name] = s.value
+            inst.pods.add((ns or "default", pod))
+        inst.values[name] = value
         if mig_id is None:
-            dev.values[s.name] = s.value
-    scrapes = [by_ts[t] for t in sorted(by_ts)]
-    problems = list(expo.problems)
-    for why, names in sorted(skipped.items()):
-        listed = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-        problems.append(f"{where}: skipped {counts[why]} sample(s), {why}: {listed}")
-    if scrapes:
-        scrapes[0].problems = problems
-    return scrapes
+            dev.values[name] = value
+
+    def scrapes(self, where: str, problems: list[str] | None = None) -> list[Scrape]:
+        scrapes = [self.by_ts[t] for t in sorted(self.by_ts)]
+        out = list(problems or [])
+        for why, names in sorted(self.skipped.items()):
+            listed = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+            out.append(f"{where}: skipped {self.counts[why]} sample(s), {why}: {listed}")
+        if scrapes:
+            scrapes[0].problems = out
+        return scrapes
 
 
 def mig_weight(profile: str | None, model: str | None) -> Fraction:

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the real services the tests start themselves (Debian packages): Prometheus and
+# promtool. Skipped when present; needs root (or sudo) and apt-get. Without them the tests
+# that need them skip locally and fail in CI (CI=true).
+set -euo pipefail
+need=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+[ ${#need[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "test-services: no apt-get here; install ${need[*]} yourself" >&2
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
+    echo "test-services: not root and no sudo; install ${need[*]} yourself" >&2
+    exit 0
+  fi
+fi
+echo "test-services: installing ${need[*]} (Debian packages)" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
