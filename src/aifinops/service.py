@@ -27,7 +27,7 @@ from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms
 from aifinops.core.pricing import Catalog, NodeFacts, NodePrice, resolve_node_price
 from aifinops.core.windows import Window, align_up, from_ms, parse_duration, parse_instant
 from aifinops.errors import InputError, UsageError
-from aifinops.sources import dcgm, facts, prometheus
+from aifinops.sources import dcgm, facts, prometheus, slurm
 from aifinops.sources.catalog import bundled_offers
 from aifinops.sources.holders import SIGNALS, assign_holders
 from aifinops.sources.http import fetch_text, is_url
@@ -427,6 +427,74 @@ class Service:
                     }
                 )
         return out
+
+    def ingest_slurm(self, paths: Iterable[Path], timezone: str = "UTC") -> list[IngestResult]:
+        """Load `sacct --json` or `sacct --parsable2` output: jobs become workloads.
+
+        GPU samples on a job's nodes that no telemetry tied to an owner (no pod, no known
+        process owner) are given to the job when it held every GPU of the node; a job on
+        part of a node needs telemetry that names it (dcgm-exporter `hpc_job`, the agent)."""
+        results = []
+        for path in paths:
+            digest = _digest([path], extra=f"slurm|{timezone}")
+            result = IngestResult("slurm", str(path), "unchanged")
+            if self._already(digest):
+                result.notes.append("this file was ingested before; nothing changed")
+                results.append(result)
+                continue
+            acct = slurm.read_sacct(path, timezone)
+            result.notes += acct.problems
+            rows = [w for job in acct.jobs for w in job.workloads()]
+            gpu_count = {
+                r[0]: r[1] or 0 for r in self.store.raw("SELECT node_id, gpu_count FROM nodes")
+            }
+            claimed = 0
+            partial = 0
+            with self.store.transaction():
+                self._merge_workloads(rows, prefer_new=True)
+                for job in acct.jobs:
+                    if not job.gpus or job.start_ms is None:
+                        continue
+                    per_node = job.gpus / max(len(job.nodes), 1)
+                    for node in job.nodes:
+                        have = gpu_count.get(node, 0)
+                        if have and per_node >= have:
+                            claimed += self._claim_unowned(
+                                node, job.workload_id(node), job.start_ms, job.end_ms
+                            )
+                        elif have:
+                            partial += 1
+                self._log(digest, "slurm", str(path), None, None, None, len(rows))
+            result.status, result.rows = "loaded", len(rows)
+            result.workloads = len(rows)
+            steps = sum(j.steps for j in acct.jobs)
+            result.notes.append(
+                f"{len(acct.jobs)} jobs ({acct.format}), {steps} steps, "
+                f"{sum(1 for j in acct.jobs if j.gpus)} with GPUs"
+            )
+            if claimed:
+                result.notes.append(f"{claimed} unowned GPU sample rows given to their jobs")
+            if partial:
+                result.notes.append(
+                    f"{partial} job-node(s) hold part of a node's GPUs: their GPU time comes "
+                    "from telemetry that names the job (dcgm-exporter hpc_job, the agent)"
+                )
+            results.append(result)
+        return results
+
+    def _claim_unowned(self, node: str, workload: str, start: int, end: int | None) -> int:
+        before = self.store.raw(
+            "SELECT count(*) FROM gpu_usage WHERE node_id = ? AND ts_ms >= ? AND ts_ms < ? "
+            "AND (workload_id IS NULL OR workload_id LIKE ?)",
+            [node, start, end if end is not None else 2**62, f"{node}/pid-%"],
+        )[0][0]
+        if before:
+            self.store.raw(
+                "UPDATE gpu_usage SET workload_id = ? WHERE node_id = ? AND ts_ms >= ? "
+                "AND ts_ms < ? AND (workload_id IS NULL OR workload_id LIKE ?)",
+                [workload, node, start, end if end is not None else 2**62, f"{node}/pid-%"],
+            )
+        return int(before)
 
     def _read_source(self, src: str, at: str | None) -> tuple[str, int]:
         """A scrape's text and the instant it stands for."""

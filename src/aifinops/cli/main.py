@@ -169,6 +169,21 @@ def ingest_prometheus(
         svc.close()
 
 
+@ingest_app.command("slurm")
+def ingest_slurm(
+    files: Annotated[list[Path], typer.Argument(help="sacct --json or sacct --parsable2 output.")],
+    timezone: Annotated[
+        str, typer.Option(help="Time zone of --parsable2 Start/End (the cluster's).")
+    ] = "UTC",
+) -> None:
+    """Load Slurm accounting: jobs, steps, users, accounts (-> team), GPUs from AllocTRES."""
+    svc = _service()
+    try:
+        _report_ingest(svc.ingest_slurm(files, timezone))
+    finally:
+        svc.close()
+
+
 def _report_ingest(results: list[IngestResult]) -> None:
     out, err = _console(), _console(stderr=True)
     for r in results:

@@ -123,6 +123,8 @@ class Collector:
             pod, ns = lab.get("pod"), lab.get("namespace")
         if pod:
             inst.pods.add((ns or "default", pod))
+        elif lab.get("hpc_job"):  # dcgm-exporter's HPC job mapping (Slurm)
+            inst.pods.add(("slurm", f"{lab['hpc_job']}/{host}"))
         inst.values[name] = value
         if mig_id is None:
             dev.values[name] = value
