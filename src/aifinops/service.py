@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +20,7 @@ from aifinops.core.model import (
     CostRow,
     IdlePolicy,
     SharedGpuPolicy,
+    UnitCounts,
     UnpricedNode,
     normalise_dimension,
 )
@@ -27,7 +28,7 @@ from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms
 from aifinops.core.pricing import Catalog, NodeFacts, NodePrice, resolve_node_price
 from aifinops.core.windows import Window, align_up, from_ms, parse_duration, parse_instant
 from aifinops.errors import InputError, UsageError
-from aifinops.sources import dcgm, facts, prometheus, slurm
+from aifinops.sources import dcgm, facts, inference, prometheus, slurm
 from aifinops.sources.catalog import bundled_offers
 from aifinops.sources.holders import SIGNALS, assign_holders
 from aifinops.sources.http import fetch_text, is_url
@@ -37,6 +38,7 @@ from aifinops.sources.owners import Owner, read_owners
 from aifinops.sources.synthetic import Fleet, usage_batches
 from aifinops.store.allocate import AllocationQuery, allocate, price_table
 from aifinops.store.db import Store
+from aifinops.store.units import counter_increases
 
 Progress = Callable[[str, int, int], None]
 
@@ -496,6 +498,68 @@ class Service:
             )
         return int(before)
 
+    def ingest_inference(
+        self,
+        sources: Sequence[str],
+        *,
+        server: str | None = None,
+        at: str | None = None,
+        pod: str | None = None,
+        model: str | None = None,
+    ) -> list[IngestResult]:
+        """Load model-server `/metrics` scrapes (vLLM, SGLang, TGI, Triton, KServe).
+
+        `pod` (`namespace/name`) names the pod a scrape came from when its series carry no
+        pod labels; `model` names the model of a server whose series carry none (TGI)."""
+        if server is not None and server not in inference.SERVERS:
+            raise UsageError(
+                f"unknown server {server!r}", where="--server", hint=", ".join(inference.SERVERS)
+            )
+        results = []
+        for src in sources:
+            text, at_ms = self._read_source(src, at)
+            digest = hashlib.sha256(
+                f"inference|{at_ms}|{server}|{pod}|{model}|".encode() + text.encode()
+            ).hexdigest()
+            result = IngestResult("inference", src, "unchanged")
+            if self._already(digest):
+                result.notes.append("this scrape was ingested before; nothing changed")
+                results.append(result)
+                continue
+            counters = inference.read_counters(text, src, server, model)
+            result.notes += counters.problems
+            if not counters.values:
+                raise InputError(
+                    "no serving counters in this scrape",
+                    where=src,
+                    hint="; ".join(counters.problems[-2:]) or None,
+                )
+            rows = []
+            for (ns, name, mdl, metric), value in sorted(
+                counters.values.items(), key=lambda kv: tuple(str(x) for x in kv[0])
+            ):
+                wid = f"{ns}/{name}" if ns and name else pod
+                rows.append(
+                    {
+                        "ts_ms": at_ms,
+                        "workload_id": wid,
+                        "server": counters.server,
+                        "model": mdl,
+                        "metric": metric,
+                        "value": value,
+                        "source": src,
+                    }
+                )
+            with self.store.transaction():
+                self.store.insert_arrow("serving_counters", facts.rows_table(rows, facts.COUNTERS))
+                self._log(digest, "inference", src, None, at_ms, at_ms, len(rows))
+            result.status, result.rows = "loaded", len(rows)
+            result.notes.append(
+                f"{counters.server}: " + ", ".join(sorted({str(r["model"]) for r in rows}))
+            )
+            results.append(result)
+        return results
+
     def _read_source(self, src: str, at: str | None) -> tuple[str, int]:
         """A scrape's text and the instant it stands for."""
         when = parse_instant(at, what="--at") if at else None
@@ -683,9 +747,17 @@ class Service:
         idle: IdlePolicy | str | None = None,
         shared_gpu: SharedGpuPolicy | str | None = None,
         team: str | None = None,
+        unit: str | None = None,
     ) -> CostReport:
         win = self.resolve_window(window, last)
         dims = tuple(normalise_dimension(d) for d in by if d.strip())
+        if unit is not None:
+            if unit not in ("tokens", "requests"):
+                raise UsageError(f"unknown unit {unit!r}", where="--unit", hint="tokens, requests")
+            if "model" not in dims:
+                raise UsageError("unit costs are per model", where="--unit", hint="add --by model")
+            if step is not None:
+                raise UsageError("unit costs are for the whole window", where="--unit/--step")
         for d in dims:
             if d not in ALL_DIMENSIONS:
                 raise UsageError(
@@ -718,6 +790,8 @@ class Service:
         )
         rows = [self._cost_row(r, dims, step_ms, win) for r in result.rows.to_pylist()]
         rows = [r for r in rows if r.gpu_hours or r.total_cost or r.idle_cost]
+        if unit is not None:
+            rows = self._with_units(rows, win)
         rows.sort(
             key=lambda r: (
                 r.start or "",
@@ -756,6 +830,18 @@ class Service:
             self.settings.currency,
             notes,
         )
+
+    def _with_units(self, rows: list[CostRow], win: Window) -> list[CostRow]:
+        counts: dict[str, dict[str, float]] = {}
+        for r in counter_increases(self.store, win.start_ms, win.end_ms).to_pylist():
+            counts.setdefault(r["model"], {})[r["metric"]] = float(r["increase"] or 0.0)
+        out = []
+        for row in rows:
+            model = row.key.get("model")
+            if model in counts and not any(row.is_bucket(b) for b in BUCKETS):
+                row = replace(row, units=UnitCounts(**counts[model]))
+            out.append(row)
+        return out
 
     @staticmethod
     def _cost_row(r: dict[str, Any], dims: tuple[str, ...], step_ms: int, win: Window) -> CostRow:

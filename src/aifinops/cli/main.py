@@ -39,6 +39,19 @@ class Idle(StrEnum):
     even = "even"
 
 
+class Unit(StrEnum):
+    tokens = "tokens"
+    requests = "requests"
+
+
+class Server(StrEnum):
+    vllm = "vllm"
+    sglang = "sglang"
+    tgi = "tgi"
+    triton = "triton"
+    kserve = "kserve"
+
+
 class SharedGpu(StrEnum):
     request = "request"
     usage = "usage"
@@ -184,6 +197,35 @@ def ingest_slurm(
         svc.close()
 
 
+@ingest_app.command("inference")
+def ingest_inference(
+    sources: Annotated[list[str], typer.Argument(help="Model-server /metrics: files or URLs.")],
+    server: Annotated[
+        Server | None, typer.Option(help="The server (default: recognised from the series).")
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="When the scrape was taken (default: file time, or now for a URL)."),
+    ] = None,
+    pod: Annotated[
+        str | None, typer.Option(help="namespace/pod the scrape came from, if not in its labels.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name for servers whose series name none (TGI).")
+    ] = None,
+) -> None:
+    """Load vLLM, SGLang, TGI, Triton or KServe counters: requests, tokens, serving time."""
+    svc = _service()
+    try:
+        _report_ingest(
+            svc.ingest_inference(
+                sources, server=server.value if server else None, at=at, pod=pod, model=model
+            )
+        )
+    finally:
+        svc.close()
+
+
 def _report_ingest(results: list[IngestResult]) -> None:
     out, err = _console(), _console(stderr=True)
     for r in results:
@@ -230,6 +272,10 @@ def cost(
         SharedGpu | None,
         typer.Option("--shared-gpu", help="Shared GPUs split by request share or measured usage."),
     ] = None,
+    unit: Annotated[
+        Unit | None,
+        typer.Option(help="With --by model: cost per 1M tokens or per request (DESIGN 2.10)."),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """What GPU nodes cost, attributed to teams, projects, models and workloads."""
@@ -243,6 +289,7 @@ def cost(
             idle=idle.value if idle else None,
             shared_gpu=shared_gpu.value if shared_gpu else None,
             team=team,
+            unit=unit.value if unit else None,
         )
     finally:
         svc.close()

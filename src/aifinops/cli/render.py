@@ -32,7 +32,41 @@ def cost_report(report: CostReport, fmt: str, console: Console) -> None:
         console.file.write(cost_csv(report))
     else:
         console.print(cost_table(report, detailed=fmt == "detailed"))
+        if any(r.units is not None for r in report.rows):
+            console.print(unit_table(report))
         _footnotes(report, console)
+
+
+def unit_table(report: CostReport) -> Any:
+    """What each model served and what a request and 1M tokens cost (DESIGN 2.10)."""
+    from rich.table import Table
+
+    table = Table(title="Unit costs", title_justify="left")
+    for name in report.by:
+        table.add_column(name.replace("_", " "))
+    for head in ("requests", "prompt tok", "gen tok", "$/request", "$/1M tok", "$/1M prompt",
+                 "$/1M gen", "$/GPU-h"):  # fmt: skip
+        table.add_column(head, justify="right")
+
+    def num(x: float | None, fmt: str = ",.4f") -> str:
+        return "–" if x is None else format(x, fmt)
+
+    for row in report.rows:
+        if row.units is None:
+            continue
+        c = row.units.costs(row.total_cost, row.gpu_hours)
+        table.add_row(
+            *(row.key[d] for d in report.by),
+            num(row.units.requests, ",.0f"),
+            num(row.units.prompt_tokens, ",.0f"),
+            num(row.units.generation_tokens, ",.0f"),
+            num(c["cost_per_request"], ",.6f"),
+            num(c["cost_per_1m_tokens"], ",.2f"),
+            num(c["cost_per_1m_prompt_tokens"], ",.2f"),
+            num(c["cost_per_1m_generation_tokens"], ",.2f"),
+            num(c["cost_per_gpu_hour"], ",.2f"),
+        )
+    return table
 
 
 def cost_csv(report: CostReport) -> str:

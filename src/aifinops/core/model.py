@@ -77,6 +77,7 @@ class CostRow:
     efficiency_signals: tuple[str, ...] = ()
     start: str | None = None
     end: str | None = None
+    units: UnitCounts | None = None
 
     @property
     def total_cost(self) -> Decimal:
@@ -109,6 +110,52 @@ class CostRow:
                 "waste_cost": float(quantize(self.waste_cost, places)),
             }
         )
+        if self.units is not None:
+            out["units"] = {
+                "requests": self.units.requests,
+                "prompt_tokens": self.units.prompt_tokens,
+                "generation_tokens": self.units.generation_tokens,
+                "prefill_seconds": self.units.prefill_seconds,
+                "decode_seconds": self.units.decode_seconds,
+                **self.units.costs(self.total_cost, self.gpu_hours),
+            }
+        return out
+
+
+@dataclass(frozen=True)
+class UnitCounts:
+    """What a scope served in a window (DESIGN §2.10): counter increases."""
+
+    requests: float = 0.0
+    prompt_tokens: float = 0.0
+    generation_tokens: float = 0.0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+
+    def costs(self, cost: Decimal, gpu_hours: Decimal) -> dict[str, float | None]:
+        """Cost per request, per 1M tokens (all, prompt, generation) and per GPU-hour.
+
+        Prompt and generation tokens split the cost by prefill and decode time where the
+        server reports them; without them only the cost per 1M tokens of both is given."""
+
+        def per(amount: Decimal, n: float, scale: float = 1.0) -> float | None:
+            return float(amount) / n * scale if n > 0 else None
+
+        tokens = self.prompt_tokens + self.generation_tokens
+        busy = self.prefill_seconds + self.decode_seconds
+        out: dict[str, float | None] = {
+            "cost_per_request": per(cost, self.requests),
+            "cost_per_1m_tokens": per(cost, tokens, 1e6),
+            "cost_per_1m_prompt_tokens": None,
+            "cost_per_1m_generation_tokens": None,
+            "cost_per_gpu_hour": float(cost / gpu_hours) if gpu_hours > 0 else None,
+        }
+        if busy > 0:
+            prompt_cost = cost * Decimal(self.prefill_seconds / busy)
+            out["cost_per_1m_prompt_tokens"] = per(prompt_cost, self.prompt_tokens, 1e6)
+            out["cost_per_1m_generation_tokens"] = per(
+                cost - prompt_cost, self.generation_tokens, 1e6
+            )
         return out
 
 

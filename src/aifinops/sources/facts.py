@@ -77,6 +77,18 @@ GPU_ENERGY = pa.schema(
     ]
 )
 
+COUNTERS = pa.schema(
+    [
+        ("ts_ms", pa.int64()),
+        ("workload_id", pa.string()),
+        ("server", pa.string()),
+        ("model", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("source", pa.string()),
+    ]
+)
+
 NAMESPACES = pa.schema([("namespace", pa.string()), ("labels", LABELS)])
 
 

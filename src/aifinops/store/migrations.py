@@ -121,4 +121,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        4,
+        "serving counters: requests, tokens and prefill/decode time per pod and model",
+        [
+            # Counters as scraped (cumulative since the server started); a window's count is
+            # the sum of increases between consecutive samples of a series, resets included.
+            """
+            CREATE TABLE serving_counters (
+                ts_ms BIGINT NOT NULL,
+                workload_id VARCHAR,
+                server VARCHAR NOT NULL,
+                model VARCHAR,
+                metric VARCHAR NOT NULL,
+                value DOUBLE NOT NULL,
+                source VARCHAR
+            )
+            """,
+        ],
+    ),
 ]
