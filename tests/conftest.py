@@ -98,7 +98,8 @@ def window(hours: int = 1, start: int = T0) -> str:
 
 class Served:
     """A real HTTP server on a free loopback port. `routes` maps a path to a list of
-    (status, body) answers given in turn (the last one repeats); `hits` counts requests."""
+    (status, body) answers given in turn (the last one repeats); `hits` counts requests.
+    A request with `watch=true` looks up `PATH?watch`, one with `continue=` `PATH?continue`."""
 
     def __init__(self) -> None:
         import http.server
@@ -106,11 +107,17 @@ class Served:
 
         self.routes: dict[str, list[tuple[int, bytes]]] = {}
         self.hits: dict[str, int] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
+                outer.requests.append((self.path, dict(self.headers)))
+                if "watch=true" in query or "watch=True" in query or "watch=1" in query:
+                    path += "?watch"
+                elif "continue=" in query:
+                    path += "?continue"
                 answers = outer.routes.get(path, [(404, b"not found")])
                 n = outer.hits.get(path, 0)
                 outer.hits[path] = n + 1

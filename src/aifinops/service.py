@@ -587,6 +587,96 @@ class Service:
         rows = self.store.write_usage(usage)
         self._log(digest, kind, src, ",".join(nodes)[:200], start_ms, end_ms, rows)
 
+    def ingest_kubernetes_api(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        in_cluster: bool = False,
+        watch_seconds: float = 0.0,
+        api: Any = None,
+    ) -> IngestResult:
+        """Nodes, pods and namespaces from the API (kubeconfig or in-cluster): a list, then,
+        for `watch_seconds`, the changes after it. An expired watch lists again."""
+        import time
+
+        from aifinops.sources import kube_api
+
+        client = api or kube_api.KubeApi(kubeconfig, context, in_cluster=in_cluster)
+        result = IngestResult("kubernetes", client.server, "loaded")
+        listing = client.list_all()
+        self._merge_kube(listing.objects)
+        counts = {k: len(v) for k, v in listing.raw.items()}
+        result.rows = sum(counts.values())
+        result.workloads = counts.get("Pod", 0)
+        result.notes.append(
+            f"listed {counts.get('Node', 0)} nodes, {counts.get('Pod', 0)} pods, "
+            f"{counts.get('Namespace', 0)} namespaces"
+        )
+        versions = dict(listing.versions)
+        events = relists = 0
+        deadline = time.monotonic() + watch_seconds
+        while watch_seconds > 0 and time.monotonic() < deadline:
+            before = events
+            for kind in kube_api.KINDS:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                changed: list[tuple[str, dict[str, Any]]] = []
+                try:
+                    versions[kind] = client.watch(
+                        kind,
+                        versions[kind],
+                        lambda t, obj, into=changed: into.append((t, obj)),
+                        seconds=max(1, min(int(left), 10)),
+                    )
+                except kube_api.Expired:
+                    relists += 1
+                    items, versions[kind] = client.list(kind)
+                    self._merge_kube(kube_api.objects_from({"items": items}, client.server))
+                self._apply_kube_events(changed)
+                events += len(changed)
+            if events == before:
+                time.sleep(0.2)  # a server that closes watches at once is not busy-polled
+        if watch_seconds > 0:
+            result.notes.append(
+                f"watched {watch_seconds:g} s: {events} changes"
+                + (f", {relists} re-list(s) after an expired watch" if relists else "")
+            )
+        result.notes.append(
+            "resource versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())
+        )
+        return result
+
+    def _merge_kube(self, objects: Any) -> None:
+        with self.store.transaction():
+            self._merge_nodes(objects.nodes, prefer_new=True)
+            self._merge_workloads(objects.pods, prefer_new=True)
+            if objects.namespaces:
+                self.store.upsert_arrow(
+                    "namespaces",
+                    facts.rows_table(objects.namespaces, facts.NAMESPACES),
+                    "namespace",
+                )
+
+    def _apply_kube_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        from aifinops.sources import kube_api
+
+        if not events:
+            return
+        now_ms = int(self._clock().timestamp() * 1000)
+        live = [obj for kind, obj in events if kind in ("ADDED", "MODIFIED")]
+        objects = kube_api.objects_from({"items": live}, "watch")
+        for kind, obj in events:
+            if kind == "DELETED" and obj.get("kind") == "Pod":
+                gone = kube_api.objects_from({"items": [obj]}, "watch").pods
+                for row in gone:
+                    meta = obj.get("metadata") or {}
+                    end = _iso_ms(meta.get("deletionTimestamp")) or now_ms
+                    row["end_ms"] = row.get("end_ms") or end
+                objects.pods += gone
+        self._merge_kube(objects)
+
     def load_fleet(self, fleet: Fleet, seed: int, progress: Progress | None = None) -> int:
         """Write a synthetic fleet (demo, tests, benchmarks) into the store."""
         store = self.store
@@ -863,6 +953,12 @@ class Service:
             start=start,
             end=end,
         )
+
+
+def _iso_ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _dec(value: float | None) -> Decimal | None:

@@ -125,13 +125,39 @@ def ingest_nvidia_smi(
 @ingest_app.command("kubernetes")
 def ingest_kubernetes(
     files: Annotated[
-        list[Path], typer.Argument(help="Output of: kubectl get nodes,pods,namespaces -A -o json")
-    ],
+        list[Path] | None,
+        typer.Argument(
+            help="kubectl get nodes,pods,namespaces -A -o json|yaml output, or Node YAML. "
+            "None: read the API."
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="Kubeconfig for the API (default ~/.kube/config).")
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context.")] = None,
+    in_cluster: Annotated[
+        bool, typer.Option("--in-cluster", help="Use the pod's service account.")
+    ] = False,
+    watch: Annotated[
+        float, typer.Option(help="After listing, follow changes for this many seconds.")
+    ] = 0.0,
 ) -> None:
-    """Load nodes, pods and namespaces from kubectl JSON dumps."""
+    """Load nodes, pods and namespaces: from files, or from the Kubernetes API."""
     svc = _service()
     try:
-        _report_ingest(svc.ingest_kubernetes(files))
+        if files:
+            _report_ingest(svc.ingest_kubernetes(files))
+        else:
+            _report_ingest(
+                [
+                    svc.ingest_kubernetes_api(
+                        kubeconfig=kubeconfig,
+                        context=context,
+                        in_cluster=in_cluster,
+                        watch_seconds=watch,
+                    )
+                ]
+            )
     finally:
         svc.close()
 

@@ -46,16 +46,39 @@ class KubeObjects:
 
 
 def read_dump(path: Path) -> KubeObjects:
+    """`kubectl get ... -o json` (a List or one object), or YAML: `-o yaml`, or several
+    `---`-separated objects (as Node YAML files come)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read file: {exc}", where=str(path)) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"not valid JSON ({exc.msg} at line {exc.lineno})",
-            where=str(path),
-            hint="produce it with: kubectl get nodes,pods,namespaces -A -o json",
-        ) from exc
+    return objects_from(_load(text, str(path)), str(path))
+
+
+def _load(text: str, where: str) -> Any:
+    hint = "produce it with: kubectl get nodes,pods,namespaces -A -o json"
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"not valid JSON ({exc.msg} at line {exc.lineno})", where=where, hint=hint
+            ) from exc
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"not valid JSON or YAML{at}", where=where, hint=hint) from exc
+    if len(docs) == 1:
+        return docs[0]
+    return {"kind": "List", "items": docs}
+
+
+def objects_from(doc: Any, path: str) -> KubeObjects:
+    """Node, Pod and Namespace rows from a decoded List (or a single object)."""
     items = doc.get("items") if isinstance(doc, dict) and "items" in doc else [doc]
     if (
         not isinstance(items, list)
@@ -64,7 +87,7 @@ def read_dump(path: Path) -> KubeObjects:
     ):
         raise InputError(
             "not a Kubernetes object list",
-            where=str(path),
+            where=path,
             hint="produce it with: kubectl get nodes,pods,namespaces -A -o json",
         )
     out = KubeObjects()
@@ -99,7 +122,12 @@ def node_row(item: dict[str, Any], where: str) -> dict[str, Any]:
     for key, values in _SPOT.items():
         if key in labels:
             capacity_type = values.get(labels[key], capacity_type)
-    gpu_count = labels.get("nvidia.com/gpu.count") or capacity.get(GPU)
+    gpu_count = (
+        labels.get("nvidia.com/gpu.count")
+        or capacity.get(GPU)
+        or capacity.get("alibabacloud.com/gpu-count")
+        or capacity.get("aliyun.com/gpu-count")
+    )
     replicas = labels.get("nvidia.com/gpu.replicas")
     return {
         "node_id": name,
@@ -108,7 +136,11 @@ def node_row(item: dict[str, Any], where: str) -> dict[str, Any]:
         "zone": _first(labels, _ZONE),
         "instance_type": _first(labels, _INSTANCE),
         "capacity_type": capacity_type,
-        "gpu_model": labels.get("nvidia.com/gpu.product"),
+        "gpu_model": labels.get("nvidia.com/gpu.product")
+        or labels.get("alibabacloud.com/gpu-card-model")
+        or labels.get("aliyun.accelerator/nvidia_name")
+        or labels.get("cloud.google.com/gke-accelerator")
+        or labels.get("k8s.amazonaws.com/accelerator"),
         "gpu_count": int(float(gpu_count)) if gpu_count else 0,
         "cpu_cores": parse_cpu(capacity.get("cpu")),
         "memory_gib": parse_memory_gib(capacity.get("memory")),
@@ -151,7 +183,7 @@ def pod_row(item: dict[str, Any], where: str) -> dict[str, Any]:
         "namespace": namespace,
         "name": name,
         "node_id": spec.get("nodeName"),
-        "controller": f"{owner['kind']}/{owner['name']}" if owner else None,
+        "controller": _controller(owner, meta.get("labels") or {}),
         "start_ms": _ms(status.get("startTime") or meta.get("creationTimestamp")),
         "end_ms": _ms(end),
         "gpu_request": gpu or None,
@@ -161,6 +193,19 @@ def pod_row(item: dict[str, Any], where: str) -> dict[str, Any]:
         "labels": _str_map(meta.get("labels")),
         "source": "kubernetes",
     }
+
+
+def _controller(owner: dict[str, Any] | None, labels: dict[str, Any]) -> str | None:
+    """The pod's controller, followed up where the pod shows the next owner: a
+    ReplicaSet `web-5d8f7` of a pod labelled `pod-template-hash: 5d8f7` belongs to the
+    Deployment `web`. (A Job's CronJob is not guessed from its name.)"""
+    if not owner:
+        return None
+    kind, name = str(owner.get("kind")), str(owner.get("name"))
+    template_hash = str(labels.get("pod-template-hash") or "")
+    if kind == "ReplicaSet" and template_hash and name.endswith("-" + template_hash):
+        return f"Deployment/{name[: -len(template_hash) - 1]}"
+    return f"{kind}/{name}"
 
 
 _CPU = re.compile(r"^([0-9.]+)(m?)$")
