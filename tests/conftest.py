@@ -14,6 +14,24 @@ from aifinops.service import Service
 from aifinops.sources import facts
 
 H100 = Path(__file__).resolve().parents[1] / "src" / "aifinops" / "data" / "h100-run-a"
+
+
+def shared_data(relative: str) -> Path:
+    """A file of the workplace's shared data: `$AIFINOPS_SHARED_DATA`, else `../shared/data`
+    beside the checkout, else `/work/shared/data`. Skipped where absent, failed in CI."""
+    import os
+
+    roots = [os.environ.get("AIFINOPS_SHARED_DATA", "")]
+    roots += [str(Path(__file__).resolve().parents[2] / "shared" / "data"), "/work/shared/data"]
+    for root in filter(None, roots):
+        path = Path(root) / relative
+        if path.exists():
+            return path
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"shared data {relative} not found under {roots}")
+    pytest.skip(f"shared data {relative} not here")
+
+
 T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z in ms
 MIN = 60_000
 HOUR = 3_600_000

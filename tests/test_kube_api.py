@@ -4,7 +4,6 @@ with the API's own shapes; and the 1,213 real Node objects of the Alibaba GPU tr
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,21 +11,13 @@ from typing import Any
 import pytest
 
 from aifinops.sources.kubernetes import read_dump
-from tests.conftest import Served
-
-NODE_YAML = (
-    Path(__file__).resolve().parents[2]
-    / "shared/data/cluster-traces/v2023/node_yaml/openb_node_list_gpu_node.yaml"
-)
+from tests.conftest import Served, shared_data
 
 
 def test_real_alibaba_node_yaml_loads() -> None:
-    if not NODE_YAML.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{NODE_YAML} is missing")
-        pytest.skip("the workplace's shared data is not here")
-    text = NODE_YAML.read_text()
-    objects = read_dump(NODE_YAML)
+    path = shared_data("cluster-traces/v2023/node_yaml/openb_node_list_gpu_node.yaml")
+    text = path.read_text()
+    objects = read_dump(path)
     assert len(objects.nodes) == len(re.findall(r"^kind: Node$", text, re.M)) == 1213
     # counted off the raw text, independently of the YAML parser
     models = re.findall(r"alibabacloud.com/gpu-card-model: (\S+)", text)

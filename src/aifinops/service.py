@@ -13,9 +13,12 @@ from typing import Any
 import pyarrow as pa
 
 from aifinops.config import Settings
+from aifinops.core.attribution import resolve_dimensions
 from aifinops.core.model import (
     ALL_DIMENSIONS,
     BUCKETS,
+    IDLE,
+    UNALLOCATED,
     CostReport,
     CostRow,
     IdlePolicy,
@@ -28,7 +31,7 @@ from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms
 from aifinops.core.pricing import Catalog, NodeFacts, NodePrice, resolve_node_price
 from aifinops.core.windows import Window, align_up, from_ms, parse_duration, parse_instant
 from aifinops.errors import InputError, UsageError
-from aifinops.sources import dcgm, facts, inference, prometheus, slurm
+from aifinops.sources import dcgm, facts, inference, opencost, prometheus, slurm
 from aifinops.sources.catalog import bundled_offers
 from aifinops.sources.holders import SIGNALS, assign_holders
 from aifinops.sources.http import fetch_text, is_url
@@ -677,6 +680,135 @@ class Service:
                 objects.pods += gone
         self._merge_kube(objects)
 
+    def ingest_opencost(self, sources: Sequence[str]) -> list[IngestResult]:
+        """Import OpenCost `/allocation/compute` responses (files or URLs). An allocation
+        with the same name and window as one imported before replaces it."""
+        wanted = [k for keys in self.settings.attribution.rules().label_keys.values() for k in keys]
+        results = []
+        for src in sources:
+            text, _ = self._read_source(src, None)
+            digest = hashlib.sha256(b"opencost|" + text.encode()).hexdigest()
+            result = IngestResult("opencost", src, "unchanged")
+            if self._already(digest):
+                result.notes.append("this response was imported before; nothing changed")
+                results.append(result)
+                continue
+            rows = opencost.read_allocations(text, src, wanted)
+            if not rows:
+                raise InputError("no allocations in this response", where=src)
+            table = facts.rows_table(rows, facts.ALLOCATIONS)
+            pods_by_id: dict[str, dict[str, Any]] = {}
+            for pod in (
+                {
+                    "workload_id": f"{r['namespace']}/{r['pod']}",
+                    "kind": "pod",
+                    "namespace": r["namespace"],
+                    "name": r["pod"],
+                    "node_id": r["node_id"],
+                    "controller": r["controller"],
+                    "start_ms": r["start_ms"],
+                    "end_ms": r["end_ms"],
+                    "labels": r["labels"],
+                    "source": "opencost",
+                }
+                for r in rows
+                if r["pod"] and r["namespace"] and not r["name"].startswith("__")
+            ):
+                seen = pods_by_id.setdefault(pod["workload_id"], pod)
+                seen["start_ms"] = min(seen["start_ms"], pod["start_ms"])
+                seen["end_ms"] = max(seen["end_ms"], pod["end_ms"])
+            pods = list(pods_by_id.values())
+            with self.store.transaction():
+                self.store.con.con.register("_incoming_alloc", table)
+                try:
+                    self.store.raw(
+                        "DELETE FROM external_allocations e USING _incoming_alloc i WHERE "
+                        "e.source = i.source AND e.name = i.name AND e.start_ms = i.start_ms "
+                        "AND e.end_ms = i.end_ms"
+                    )
+                finally:
+                    self.store.con.con.unregister("_incoming_alloc")
+                self.store.insert_arrow("external_allocations", table)
+                self._merge_workloads(pods)
+                starts = [r["start_ms"] for r in rows]
+                ends = [r["end_ms"] for r in rows]
+                self._log(digest, "opencost", src, None, min(starts), max(ends), len(rows))
+            result.status, result.rows = "loaded", len(rows)
+            result.workloads = len({p["workload_id"] for p in pods})
+            result.window = (min(starts), max(ends))
+            results.append(result)
+        return results
+
+    def _cost_from_allocations(
+        self, win: Window, dims: tuple[str, ...], team: str | None
+    ) -> tuple[list[CostRow], Decimal, list[str]]:
+        """Rows from imported OpenCost allocations, prorated to the window's overlap and
+        attributed with the same rules as the engine's rows."""
+        rules = self.settings.attribution.rules()
+        found = self.store.raw(
+            "SELECT name, start_ms, end_ms, node_id, namespace, pod, labels, namespace_labels, "
+            "gpu_hours, gpu_cost, cpu_cost, ram_cost, other_cost FROM external_allocations "
+            "WHERE source = 'opencost' AND start_ms < ? AND end_ms > ?",
+            [win.end_ms, win.start_ms],
+        )
+        nodes = {
+            r[0]: r[1:]
+            for r in self.store.raw(
+                "SELECT node_id, gpu_model, provider, region, instance_type FROM nodes"
+            )
+        }
+        groups: dict[tuple[str, ...], list[Decimal]] = {}
+        asset = other = Decimal(0)
+        for name, start, end, node, ns, pod, labels, ns_labels, gh, gc, cc, rc, oc in found:
+            span = max(end - start, 1)
+            share = Decimal(min(end, win.end_ms) - max(start, win.start_ms)) / Decimal(span)
+            money = [Decimal(str(x or 0)) * share for x in (gh, gc, cc, rc)]
+            asset += money[1] + money[2] + money[3]
+            other += Decimal(str(oc or 0)) * share
+            if name.startswith("__idle__") or name.startswith("__unallocated__") or not ns:
+                bucket = IDLE if name.startswith("__idle__") else UNALLOCATED
+                if team is not None:
+                    continue
+                key = dict.fromkeys(dims, bucket)
+            else:
+                attributed = resolve_dimensions(
+                    rules, ns, dict(labels or {}), dict(ns_labels or {})
+                )
+                if team is not None and attributed["team"] != team:
+                    continue
+                infra = dict(
+                    zip(
+                        ("gpu_model", "provider", "region", "instance_type"),
+                        nodes.get(node, (None, None, None, None)),
+                        strict=True,
+                    )
+                )
+                infra |= {"namespace": ns, "workload": f"{ns}/{pod}", "node": node}
+                key = {d: attributed.get(d) or infra.get(d) or UNALLOCATED for d in dims}
+            acc = groups.setdefault(tuple(key[d] for d in dims), [Decimal(0)] * 4)
+            for i, m in enumerate(money):
+                acc[i] += m
+        rows = [
+            CostRow(
+                key=dict(zip(dims, k, strict=True)),
+                gpu_hours=v[0],
+                gpu_cost=v[1],
+                cpu_cost=v[2],
+                ram_cost=v[3],
+                idle_cost=ZERO,
+                waste_cost=ZERO,
+                used_gpu_hours=ZERO,
+            )
+            for k, v in groups.items()
+        ]
+        notes = [f"from OpenCost allocations ({len(found)} in the window, prorated to it)"]
+        if other:
+            notes.append(
+                f"PV, network, load-balancer, shared and external costs ({other:.2f}) are not "
+                "in these rows"
+            )
+        return rows, asset, notes
+
     def load_fleet(self, fleet: Fleet, seed: int, progress: Progress | None = None) -> int:
         """Write a synthetic fleet (demo, tests, benchmarks) into the store."""
         store = self.store
@@ -838,7 +970,18 @@ class Service:
         shared_gpu: SharedGpuPolicy | str | None = None,
         team: str | None = None,
         unit: str | None = None,
+        source: str = "telemetry",
     ) -> CostReport:
+        if source not in ("telemetry", "opencost"):
+            raise UsageError(
+                f"unknown cost source {source!r}", where="--source", hint="telemetry, opencost"
+            )
+        if source == "opencost" and not window and not last:
+            found = self.store.raw("SELECT min(start_ms), max(end_ms) FROM external_allocations")[0]
+            if found[0] is None:
+                raise UsageError("no OpenCost allocations imported", where="--source opencost",
+                                 hint="aifinops ingest opencost FILE|URL")  # fmt: skip
+            window = f"{from_ms(found[0]).isoformat()},{from_ms(found[1]).isoformat()}"
         win = self.resolve_window(window, last)
         dims = tuple(normalise_dimension(d) for d in by if d.strip())
         if unit is not None:
@@ -864,6 +1007,15 @@ class Service:
         step_ms = int(step_td.total_seconds() * 1000)
         if step_ms < 60_000:
             raise UsageError("the step must be at least 1m", where="--step")
+        if source == "opencost":
+            if unit is not None or step is not None:
+                raise UsageError("--unit and --step need telemetry", where="--source opencost")
+            oc_rows, asset, oc_notes = self._cost_from_allocations(win, dims, team)
+            oc_rows.sort(key=lambda r: (any(r.is_bucket(b) for b in BUCKETS), -r.total_cost))
+            return CostReport(
+                win, None, dims, idle_p, shared_p, asset, oc_rows, [],
+                self.settings.currency, oc_notes,
+            )  # fmt: skip
         prices, nodes = self.node_prices()
         query = AllocationQuery(
             win.start_ms,

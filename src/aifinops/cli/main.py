@@ -252,6 +252,20 @@ def ingest_inference(
         svc.close()
 
 
+@ingest_app.command("opencost")
+def ingest_opencost(
+    sources: Annotated[
+        list[str], typer.Argument(help="OpenCost /allocation/compute responses: files or URLs.")
+    ],
+) -> None:
+    """Import OpenCost allocations (then: aifinops cost --source opencost)."""
+    svc = _service()
+    try:
+        _report_ingest(svc.ingest_opencost(sources))
+    finally:
+        svc.close()
+
+
 def _report_ingest(results: list[IngestResult]) -> None:
     out, err = _console(), _console(stderr=True)
     for r in results:
@@ -302,6 +316,10 @@ def cost(
         Unit | None,
         typer.Option(help="With --by model: cost per 1M tokens or per request (DESIGN 2.10)."),
     ] = None,
+    source: Annotated[
+        str,
+        typer.Option(help="telemetry (the engine) or opencost (imported OpenCost allocations)."),
+    ] = "telemetry",
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """What GPU nodes cost, attributed to teams, projects, models and workloads."""
@@ -316,6 +334,7 @@ def cost(
             shared_gpu=shared_gpu.value if shared_gpu else None,
             team=team,
             unit=unit.value if unit else None,
+            source=source,
         )
     finally:
         svc.close()

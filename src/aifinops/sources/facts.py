@@ -89,6 +89,29 @@ COUNTERS = pa.schema(
     ]
 )
 
+ALLOCATIONS = pa.schema(
+    [
+        ("source", pa.string()),
+        ("name", pa.string()),
+        ("start_ms", pa.int64()),
+        ("end_ms", pa.int64()),
+        ("cluster", pa.string()),
+        ("node_id", pa.string()),
+        ("namespace", pa.string()),
+        ("pod", pa.string()),
+        ("container", pa.string()),
+        ("controller", pa.string()),
+        ("labels", LABELS),
+        ("namespace_labels", LABELS),
+        ("gpu_hours", pa.float64()),
+        ("gpu_cost", pa.float64()),
+        ("cpu_cost", pa.float64()),
+        ("ram_cost", pa.float64()),
+        ("other_cost", pa.float64()),
+        ("total_cost", pa.float64()),
+    ]
+)
+
 NAMESPACES = pa.schema([("namespace", pa.string()), ("labels", LABELS)])
 
 

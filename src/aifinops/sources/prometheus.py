@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aifinops.errors import InputError
+from aifinops.sources.labels import map_labels
 
 MAX_POINTS = 10_000  # per series per request; Prometheus refuses more than 11,000
 
@@ -245,22 +246,9 @@ _PROVIDER_HINTS = {
 }
 
 
-def sanitize(key: str) -> str:
-    """A Kubernetes label key as kube-state-metrics names it, without the `label_` prefix."""
-    return "".join(c if c.isalnum() else "_" for c in key)
-
-
 def ksm_labels(series_labels: Mapping[str, str], wanted: Iterable[str]) -> dict[str, str]:
-    """Pod or namespace labels from a `kube_*_labels` series: each `label_<sanitized>` is
-    stored under the configured key it stands for (so `ai-finops.io/team` still resolves),
-    and under its sanitized name otherwise."""
-    back = {sanitize(k): k for k in wanted}
-    out = {}
-    for name, value in series_labels.items():
-        if name.startswith("label_") and value != "":
-            raw = name[len("label_") :]
-            out[back.get(raw, raw)] = value
-    return out
+    """Pod or namespace labels from a `kube_*_labels` series (its `label_*` labels)."""
+    return map_labels({k: v for k, v in series_labels.items() if k.startswith("label_")}, wanted)
 
 
 def node_facts(labels: Mapping[str, str]) -> dict[str, Any]:

@@ -140,4 +140,32 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        5,
+        "external allocations: cost allocations computed elsewhere (OpenCost)",
+        [
+            """
+            CREATE TABLE external_allocations (
+                source VARCHAR NOT NULL,
+                name VARCHAR NOT NULL,
+                start_ms BIGINT NOT NULL,
+                end_ms BIGINT NOT NULL,
+                cluster VARCHAR,
+                node_id VARCHAR,
+                namespace VARCHAR,
+                pod VARCHAR,
+                container VARCHAR,
+                controller VARCHAR,
+                labels MAP(VARCHAR, VARCHAR),
+                namespace_labels MAP(VARCHAR, VARCHAR),
+                gpu_hours DOUBLE,
+                gpu_cost DOUBLE,
+                cpu_cost DOUBLE,
+                ram_cost DOUBLE,
+                other_cost DOUBLE,
+                total_cost DOUBLE
+            )
+            """,
+        ],
+    ),
 ]
