@@ -126,6 +126,7 @@ class Served:
         self.routes: dict[str, list[tuple[int, bytes]]] = {}
         self.hits: dict[str, int] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.bodies: list[tuple[str, bytes]] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -145,6 +146,11 @@ class Served:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                outer.bodies.append((self.path, self.rfile.read(length)))
+                self.do_GET()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

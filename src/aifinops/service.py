@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,7 @@ from aifinops.errors import InputError, UsageError
 from aifinops.sources import dcgm, facts, inference, opencost, prometheus, slurm
 from aifinops.sources.catalog import bundled_offers
 from aifinops.sources.holders import SIGNALS, assign_holders
-from aifinops.sources.http import fetch_text, is_url
+from aifinops.sources.http import fetch_text, is_url, post_bytes
 from aifinops.sources.kubernetes import read_dump
 from aifinops.sources.nvidia_smi import parse_dir
 from aifinops.sources.owners import Owner, read_owners
@@ -808,6 +809,99 @@ class Service:
                 "in these rows"
             )
         return rows, asset, notes
+
+    def ingest_agent_segment(self, path: Path) -> IngestResult:
+        """Store one closed spool segment of the node agent. A segment stored before (same
+        content) changes nothing, so a crash between storing and deleting it is harmless."""
+        from aifinops.sources import nvml
+
+        data = path.read_bytes()
+        digest = hashlib.sha256(b"agent|" + data).hexdigest()
+        result = IngestResult("agent", str(path), "unchanged")
+        if self._already(digest):
+            result.notes.append("this segment was stored before; nothing changed")
+            return result
+        records = []
+        for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                # the last line of a segment cut by a crash: the lines before it still count
+                result.notes.append(f"{path}:{number}: not a whole record; skipped")
+        if not records:
+            self._log(digest, "agent", str(path), None, None, None, 0)
+            return result
+        got = nvml.segment_facts(records)
+        with self.store.transaction():
+            self._write_samples(
+                got.usage, got.start_ms, got.last_ts_ms + 1, digest, "agent", str(path)
+            )
+            self._merge_nodes(got.nodes)
+            self._merge_workloads(got.workloads)
+            if got.energy:
+                self.store.insert_arrow(
+                    "gpu_energy", facts.rows_table(got.energy, facts.GPU_ENERGY)
+                )
+        result.status, result.rows = "loaded", got.usage.num_rows
+        result.window = (got.start_ms, got.end_ms)
+        result.workloads = len(got.workloads)
+        return result
+
+    def agent(
+        self,
+        *,
+        spool: Path,
+        host: str | None = None,
+        interval: str = "1s",
+        replay: Path | None = None,
+        gpu_names: dict[str, str] | None = None,
+        ticks: int | None = None,
+        server: str | None = None,
+        proc_root: Path = Path("/proc"),
+        passwd: Path = Path("/etc/passwd"),
+        user_teams: dict[str, str] | None = None,
+        per_segment: int = 60,
+        sleep: bool = True,
+    ) -> Any:
+        """Run the node agent: sample (NVML, or a recorded stream), resolve owners, spool,
+        and ship closed segments to this store (or POST them to `server`)."""
+        import socket
+
+        from aifinops.sources import nvml
+
+        host = host or socket.gethostname()
+        interval_ms = int(parse_duration(interval, what="--interval").total_seconds() * 1000)
+        sampler = nvml.ReplaySampler(replay, gpu_names) if replay else nvml.NvmlSampler()
+        pods = {
+            uid: wid
+            for wid, uid in self.store.raw(
+                "SELECT workload_id, uid FROM workloads WHERE uid IS NOT NULL"
+            )
+        }
+        resolver = nvml.OwnerResolver(
+            host, proc_root=proc_root, passwd=passwd, pods=pods, user_teams=user_teams
+        )
+        if server:
+            target = server.rstrip("/") + "/api/v1/agent/segments"
+
+            def ship(segment: Path) -> None:
+                post_bytes(target, segment.read_bytes(), "application/x-ndjson")
+
+        else:
+
+            def ship(segment: Path) -> None:
+                self.ingest_agent_segment(segment)
+
+        agent = nvml.Agent(
+            host, sampler, resolver, nvml.Spool(spool, per_segment), ship, interval_ms
+        )
+        try:
+            agent.run(ticks, sleep=sleep)
+        finally:
+            agent.stop()
+        return agent.stats
 
     def load_fleet(self, fleet: Fleet, seed: int, progress: Progress | None = None) -> int:
         """Write a synthetic fleet (demo, tests, benchmarks) into the store."""

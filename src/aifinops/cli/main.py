@@ -279,6 +279,50 @@ def _report_ingest(results: list[IngestResult]) -> None:
             err.print(f"  note: {note}")
 
 
+# -- agent --------------------------------------------------------------------------------
+
+
+@app.command()
+def agent(
+    spool: Annotated[
+        Path, typer.Option(help="Directory for records not yet stored (kept across restarts).")
+    ] = Path("aifinops-spool"),
+    host: Annotated[str | None, typer.Option(help="Node name (default: the hostname).")] = None,
+    interval: Annotated[str, typer.Option(help="Sampling interval.")] = "1s",
+    server: Annotated[
+        str | None, typer.Option(help="POST segments to this aifinops server instead of --db.")
+    ] = None,
+    replay: Annotated[
+        Path | None, typer.Option(help="Play back a recorded NVML stream instead of sampling.")
+    ] = None,
+    ticks: Annotated[int | None, typer.Option(help="Stop after this many samples.")] = None,
+    user_team: Annotated[
+        list[str] | None, typer.Option(help="USER=TEAM for processes outside pods and jobs.")
+    ] = None,
+) -> None:
+    """The node agent: sample every GPU through NVML, tie processes to pods, Slurm jobs or
+    users, buffer on disk, and store (or post) the samples."""
+    teams = dict(x.split("=", 1) for x in user_team or [] if "=" in x)
+    svc = _service()
+    try:
+        stats = svc.agent(
+            spool=spool,
+            host=host,
+            interval=interval,
+            replay=replay,
+            ticks=ticks,
+            server=server,
+            user_teams=teams,
+            sleep=replay is None,
+        )
+    finally:
+        svc.close()
+    _console(stderr=True).print(
+        f"agent: {stats.ticks} ticks, {stats.records} GPU records, {stats.shipped} segments stored"
+        + (f", {len(stats.failures)} failed (kept in {spool})" if stats.failures else "")
+    )
+
+
 # -- cost ---------------------------------------------------------------------------------
 
 

@@ -62,6 +62,7 @@ WORKLOADS = pa.schema(
         ("mem_usage_gib", pa.float64()),
         ("labels", LABELS),
         ("source", pa.string()),
+        ("uid", pa.string()),
     ]
 )
 

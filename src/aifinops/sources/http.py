@@ -47,3 +47,20 @@ def fetch_text(
         where=url,
         hint="check the address and that the exporter is running",
     )
+
+
+def post_bytes(url: str, body: bytes, content_type: str, *, timeout: float = 30.0) -> None:
+    """POST a body; any failure is an InputError (the caller keeps what it tried to send)."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, "User-Agent": USER_AGENT},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError as error:
+        raise InputError(f"POST failed: HTTP {error.code} {error.reason}", where=url) from error
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+        raise InputError(f"POST failed: {getattr(error, 'reason', error)}", where=url) from error

@@ -192,6 +192,7 @@ def pod_row(item: dict[str, Any], where: str) -> dict[str, Any]:
         "mem_request_gib": mem or None,
         "labels": _str_map(meta.get("labels")),
         "source": "kubernetes",
+        "uid": meta.get("uid"),
     }
 
 

@@ -168,4 +168,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        6,
+        "workload uid: the Kubernetes pod UID, which the node agent finds in cgroups",
+        ["ALTER TABLE workloads ADD COLUMN uid VARCHAR"],
+    ),
 ]
