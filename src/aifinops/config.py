@@ -85,12 +85,57 @@ class AllocationConfig(_Strict):
     step: str = "1h"
 
 
+class SourceConfig(_Strict):
+    """One source for `aifinops collect` (see `aifinops sources list`)."""
+
+    name: str
+    kind: str
+    url: str | None = None
+    path: str | None = None
+    interval: str | None = None  # default: the kind's
+    step: str = "1m"  # prometheus
+    backfill: str = "1h"  # prometheus: how far back the first run reaches
+    pod: str | None = None  # inference: namespace/pod of the server
+    model: str | None = None  # inference: the model of a server that names none (TGI)
+    server: str | None = None  # inference: vllm | sglang | tgi | triton | kserve
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    owners: str | None = None  # nvidia-smi
+    host: str | None = None  # nvidia-smi, dcgm
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from aifinops.sources.registry import KINDS
+
+        if value not in KINDS:
+            raise ValueError(f"unknown kind {value!r}; known: {', '.join(KINDS)}")
+        return value
+
+
 class Settings(_Strict):
     db: str = DEFAULT_DB
     currency: str = "USD"
     prices: PricesConfig = Field(default_factory=PricesConfig)
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     allocation: AllocationConfig = Field(default_factory=AllocationConfig)
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+    @field_validator("sources")
+    @classmethod
+    def _complete(cls, value: list[SourceConfig]) -> list[SourceConfig]:
+        from aifinops.sources.registry import KINDS
+
+        names = [s.name for s in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"source names must be unique: {', '.join(twice)}")
+        for s in value:
+            missing = [k for k in KINDS[s.kind].needs if getattr(s, k) in (None, "")]
+            if missing:
+                raise ValueError(f"source {s.name!r} ({s.kind}) needs {', '.join(missing)}")
+        return value
 
 
 def load_settings(

@@ -22,8 +22,12 @@ app = typer.Typer(
 )
 ingest_app = typer.Typer(no_args_is_help=True, help="Load telemetry and inventory into the store.")
 config_app = typer.Typer(no_args_is_help=True, help="Show the settings in force.")
+sources_app = typer.Typer(
+    no_args_is_help=True, help="The sources `collect` runs, and their health."
+)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(config_app, name="config")
+app.add_typer(sources_app, name="sources")
 
 
 class Format(StrEnum):
@@ -277,6 +281,78 @@ def _report_ingest(results: list[IngestResult]) -> None:
         )
         for note in r.notes:
             err.print(f"  note: {note}")
+
+
+# -- collect ------------------------------------------------------------------------------
+
+
+@app.command()
+def collect(
+    once: Annotated[bool, typer.Option("--once", help="Run every source once, now.")] = False,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: run on).")
+    ] = None,
+    source: Annotated[
+        list[str] | None, typer.Option(help="Only these configured sources (by name).")
+    ] = None,
+) -> None:
+    """Run the sources of the config file on their intervals, from their checkpoints."""
+    out = _console()
+    svc = _service()
+
+    def show(name: str, run: Any) -> None:
+        what = f"{run.rows} rows" if run.status == "ok" else run.status
+        line = f"{name} ({run.kind}): {what}"
+        out.print(line + (f" — {run.error}" if run.error else ""))
+
+    try:
+        runs = svc.collect(once=once, seconds=duration, only=source, report=show)
+    finally:
+        svc.close()
+    if any(r.error for r in runs) and once:
+        raise typer.Exit(code=3)
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    """The kinds of source aifinops reads, and what each needs in the config file."""
+    from rich.table import Table
+
+    from aifinops.service import source_kinds
+
+    table = Table(title="Source kinds (config file: sources: [{name, kind, ...}])")
+    for head in ("kind", "mode", "needs", "default interval", "what"):
+        table.add_column(head)
+    for k in source_kinds():
+        table.add_row(k.name, k.mode, ", ".join(k.needs) or "–", k.default_interval, k.description)
+    _console().print(table)
+
+
+@sources_app.command("status")
+def sources_status(
+    fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+) -> None:
+    """Each configured source: last run, last success, checkpoint, errors."""
+    import json
+
+    from rich.table import Table
+
+    svc = _service()
+    try:
+        rows = svc.sources_status()
+    finally:
+        svc.close()
+    if fmt is Format.json:
+        _console().file.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="Sources")
+    cols = ("name", "kind", "state", "last_run", "last_ok", "checkpoint", "runs", "failures",
+            "rows", "last_error")  # fmt: skip
+    for c in cols:
+        table.add_column(c.replace("_", " "))
+    for r in rows:
+        table.add_row(*("–" if r[c] is None else str(r[c]) for c in cols))
+    _console().print(table)
 
 
 # -- agent --------------------------------------------------------------------------------

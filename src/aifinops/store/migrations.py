@@ -173,4 +173,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "workload uid: the Kubernetes pod UID, which the node agent finds in cgroups",
         ["ALTER TABLE workloads ADD COLUMN uid VARCHAR"],
     ),
+    (
+        7,
+        "source state: checkpoints and health of the sources `collect` runs",
+        [
+            """
+            CREATE TABLE source_state (
+                name VARCHAR PRIMARY KEY,
+                kind VARCHAR NOT NULL,
+                checkpoint_ms BIGINT,
+                last_run_ms BIGINT,
+                last_ok_ms BIGINT,
+                last_error VARCHAR,
+                runs BIGINT NOT NULL DEFAULT 0,
+                failures BIGINT NOT NULL DEFAULT 0,
+                rows BIGINT NOT NULL DEFAULT 0
+            )
+            """,
+        ],
+    ),
 ]
