@@ -199,15 +199,19 @@ def need_binary(*names: str) -> None:
 class PrometheusServer:
     """A real Prometheus whose TSDB is filled from OpenMetrics text by promtool."""
 
-    def __init__(self, workdir: Path, openmetrics: str):
+    def __init__(self, workdir: Path, openmetrics: str | Path):
         import subprocess
         import time
         import urllib.request
 
         need_binary("prometheus", "promtool")
         workdir.mkdir(parents=True, exist_ok=True)
-        data = workdir / "data.om"
-        data.write_text(openmetrics if openmetrics.endswith("# EOF\n") else openmetrics + "# EOF\n")
+        if isinstance(openmetrics, Path):
+            data = openmetrics
+        else:
+            data = workdir / "data.om"
+            text = openmetrics if openmetrics.endswith("# EOF\n") else openmetrics + "# EOF\n"
+            data.write_text(text)
         tsdb = workdir / "tsdb"
         made = subprocess.run(
             ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(data), str(tsdb)],

@@ -198,3 +198,23 @@ def test_dead_endpoint_and_404(make_service: Any, served: Served) -> None:
         svc.ingest_dcgm([served.url("/nothing")])
     assert served.hits["/nothing"] == 1  # a 4xx is not retried
     assert svc.store.count("gpu_usage") == 0
+
+
+def test_clock_skew_is_reported_and_data_kept(make_service: Any, tmp_path: Path) -> None:
+    ahead = AT_MS + 3_600_000  # this node's clock runs an hour fast
+    path = tmp_path / "skew.prom"
+    path.write_text(
+        f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="U1",Hostname="fast"}} 50 {ahead}\n'
+        f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="U2",Hostname="ok"}} 50 {AT_MS + 1000}\n'
+    )
+    svc = make_service()
+    (result,) = svc.ingest_dcgm([str(path)], at=AT, interval="60s")
+    skew = [n for n in result.notes if n.startswith("clock skew")]
+    assert skew == [
+        "clock skew: fast's sample timestamps are 3,600 s ahead of the time of the scrape; "
+        "they are stored as the exporter stamped them"
+    ]
+    assert sorted(svc.store.raw("SELECT node_id, ts_ms FROM gpu_usage")) == [
+        ("fast", ahead),
+        ("ok", AT_MS + 1000),
+    ]

@@ -7,6 +7,7 @@ node. Costs pulled through Prometheus must equal the costs from the capture's ow
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,25 @@ def capture_openmetrics(file_svc: Any) -> tuple[str, int, int, int]:
         lab = {"namespace": ns, "pod": pod}
         lab |= {"label_" + k.replace("-", "_"): v for k, v in labels_of[wid].items()}
         out += [f"kube_pod_labels{{{_labels(lab)}}} 1 {t}" for t in secs]
+    # vLLM-style counters of the two serving pods, from the true request log: every second
+    # from the worker's start, the totals of the requests finished by then
+    events = [json.loads(x) for x in (H100 / "workload_events.jsonl").read_text().splitlines()]
+    for name, field in (
+        ("vllm:request_success_total", None),
+        ("vllm:prompt_tokens_total", "prompt_tokens"),
+        ("vllm:generation_tokens_total", "completion_tokens"),
+    ):
+        out.append(f"# TYPE {name.removesuffix('_total')} counter")
+        for pod in ("llm-serve-7d9f4", "chat-api-5c6d8"):
+            begin = next(e["ts"] for e in events if e.get("pod") == pod)
+            reqs = [e for e in events if e["event"] == "request" and e["pod"] == pod]
+            lab = {"namespace": NS, "pod": pod, "model_name": reqs[0]["model"]}
+            if field is None:
+                lab["finished_reason"] = "stop"
+            for t in range(int(begin), max(seconds) + 1):
+                done = [r for r in reqs if r["end"] <= t]
+                value = len(done) if field is None else sum(r[field] for r in done)
+                out.append(f"{name}{{{_labels(lab)}}} {value} {t}")
     out.append("# TYPE kube_node_labels gauge")
     first, last = min(seconds), max(seconds)
     node = {"node": CAPTURE_HOST, "label_nvidia_com_gpu_product": "NVIDIA-H100-80GB-HBM3"}
@@ -144,6 +164,18 @@ def test_costs_through_prometheus_equal_the_files(prom: dict[str, Any], make_ser
     assert node == [("NVIDIA-H100-80GB-HBM3", 1, "DCGM_FI_DEV_GPU_UTIL")]
     again = svc.ingest_prometheus(prom["url"], window=window, step="1s")
     assert again.status == "unchanged"
+    # the serving pods' vLLM counters came through Prometheus too: what the log says
+    units = {
+        r.key["model"]: r.units
+        for r in svc.cost(window=window, by=["model"], unit="tokens").rows
+        if r.units is not None
+    }
+    medium = units["gpt2-medium-randinit"]
+    assert (medium.requests, medium.prompt_tokens, medium.generation_tokens) == (
+        385,
+        78694,
+        43226,
+    )
 
 
 def test_chunked_pull_equals_one_request(prom: dict[str, Any]) -> None:

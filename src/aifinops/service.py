@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -46,6 +46,7 @@ from aifinops.store.db import Store
 from aifinops.store.units import counter_increases
 
 Progress = Callable[[str, int, int], None]
+SKEW_MS = 300_000  # sample timestamps this far from the scrape time are reported
 
 
 @dataclass
@@ -69,6 +70,12 @@ class SourceRun:
     rows: int = 0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Counters:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    gaps: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -229,7 +236,19 @@ class Service:
                 results.append(result)
                 continue
             scrapes = dcgm.read_scrapes(text, src, at_ms, default_host=host)
+            skew: dict[str, int] = {}
+            for sc in scrapes:
+                if abs(sc.ts_ms - at_ms) > SKEW_MS:
+                    for h, _ in sc.devices:
+                        if abs(sc.ts_ms - at_ms) > abs(skew.get(h, 0)):
+                            skew[h] = sc.ts_ms - at_ms
             got = dcgm.to_facts(scrapes, interval_ms)
+            for h, off in sorted(skew.items()):
+                way = "ahead of" if off > 0 else "behind"
+                got.notes.append(
+                    f"clock skew: {h}'s sample timestamps are {abs(off) / 1000:,.0f} s {way} "
+                    "the time of the scrape; they are stored as the exporter stamped them"
+                )
             result.notes += got.notes
             if got.usage.num_rows == 0:
                 raise InputError(
@@ -265,12 +284,15 @@ class Service:
         step: str = "1m",
         timeout: float = 30.0,
         max_points: int = prometheus.MAX_POINTS,
+        part_steps: int = 240,
         progress: Progress | None = None,
     ) -> IngestResult:
         """Pull dcgm-exporter and kube-state-metrics series from a Prometheus HTTP API.
 
         Each step takes the last sample within it (`last_over_time`), so a series that
-        stopped is not carried forward; steps with no DCGM data are reported as gaps."""
+        stopped is not carried forward; steps with no DCGM data are reported as gaps. The
+        window is read in parts of `part_steps` steps, staged in the store and written in
+        one transaction at the end, so memory stays bounded on long windows."""
         win = Window.parse(window)
         step_ms = int(parse_duration(step, what="--step").total_seconds() * 1000)
         if step_ms < 1000:
@@ -281,73 +303,139 @@ class Service:
         # the last sample in (t - step, t]: a range one ms short of the step, since
         # Prometheus 2 includes both ends of a range and Prometheus 3 only the right one
         rng = f"[{step_ms - 1}ms]"
-        collector = dcgm.Collector()
-        gaps: list[prometheus.Gap] = []
-        dcgm_series: list[prometheus.Series] = []
         metrics = [name for name, _ in dcgm.SIGNALS] + [dcgm.ENERGY, dcgm.POWER, dcgm.FB_USED]
-        for i, metric in enumerate(metrics):
-            got = client.query_range(
-                f"last_over_time({metric}{rng})", win.start_ms, win.end_ms, step_ms
-            )
-            gaps += got.gaps
-            dcgm_series += got.series
-            for series in got.series:
-                for ts, value in series.points:
-                    collector.add(ts, metric, series.labels, value)
-            if progress:
-                progress("dcgm series", i + 1, len(metrics))
-        scrapes = collector.scrapes(url)
-        found = dcgm.to_facts(scrapes, step_ms, source="prometheus")
-        if found.usage.num_rows == 0:
-            raise InputError(
-                "no dcgm-exporter GPU series in this window",
-                where=url,
-                hint="is dcgm-exporter scraped by this Prometheus? "
-                + "; ".join(str(g) for g in gaps[:3]),
-            )
-        if not gaps:
-            gaps = prometheus.missing_steps(
-                dcgm_series, win.start_ms, win.end_ms, step_ms, "no GPU samples (data missing)"
-            )
-        kube = self._kube_state(client, win, step_ms, rng)
-        gaps += kube.gaps
-        nodes = {n["node_id"]: dict(n) for n in found.nodes}
-        for row in kube.nodes:
-            nodes[row["node_id"]] = {**nodes.get(row["node_id"], {}), **row}
-        pods = {w["workload_id"]: dict(w) for w in found.workloads}
-        for row in kube.pods:
-            prev = pods.get(row["workload_id"], {})
-            pods[row["workload_id"]] = {**prev, **row, "labels": row.get("labels") or {}}
-        digest = hashlib.sha256(
-            f"prometheus|{url}|{win.start_ms}|{win.end_ms}|{step_ms}|".encode()
-            + _table_digest(found.usage).encode()
-        ).hexdigest()
-        result.window = (win.start_ms, win.end_ms)
-        result.notes += found.notes + [f"gap {g}" for g in gaps]
-        if self._already(digest):
-            result.notes.append("the same data was ingested before; nothing changed")
-            return result
-        with self.store.transaction():
-            self._write_samples(found.usage, win.start_ms, win.end_ms, digest, "prometheus", url)
-            self._merge_nodes(list(nodes.values()), prefer_new=True)
-            self._merge_workloads(list(pods.values()), prefer_new=True)
-            if kube.namespaces:
-                self.store.upsert_arrow(
-                    "namespaces", facts.rows_table(kube.namespaces, facts.NAMESPACES), "namespace"
+        gaps: list[prometheus.Gap] = []
+        nodes: dict[str, dict[str, Any]] = {}
+        pods: dict[str, dict[str, Any]] = {}
+        notes: list[str] = []
+        digest = hashlib.sha256(f"prometheus|{url}|{win.start_ms}|{win.end_ms}|{step_ms}|".encode())
+        stage = self.store.stage("prom_usage", facts.GPU_USAGE)
+        energy_stage = self.store.stage("prom_energy", facts.GPU_ENERGY)
+        rows = 0
+        parts = list(_parts(win.start_ms, win.end_ms, step_ms * part_steps))
+        try:
+            for n, (a, b) in enumerate(parts):
+                collector = dcgm.Collector()
+                part_series: list[prometheus.Series] = []
+                failed = False
+                for metric in metrics:
+                    got = client.query_range(f"last_over_time({metric}{rng})", a, b, step_ms)
+                    gaps += got.gaps
+                    failed = failed or bool(got.gaps)
+                    part_series += got.series
+                    for series in got.series:
+                        for ts, value in series.points:
+                            collector.add(ts, metric, series.labels, value)
+                if not failed:
+                    gaps += prometheus.missing_steps(
+                        part_series, a, b, step_ms, "no GPU samples (data missing)"
+                    )
+                del part_series
+                found = dcgm.to_facts(collector.scrapes(url), step_ms, source="prometheus")
+                del collector
+                notes += [x for x in found.notes if x not in notes]
+                digest.update(_table_digest(found.usage).encode())
+                rows += self.store.stage_append(stage, found.usage)
+                if found.energy:
+                    self.store.stage_append(
+                        energy_stage, facts.rows_table(found.energy, facts.GPU_ENERGY)
+                    )
+                for row in found.nodes:
+                    prev = nodes.get(row["node_id"])
+                    if prev is not None:
+                        row = {**row, "gpu_count": max(prev["gpu_count"], row["gpu_count"])}
+                    nodes[row["node_id"]] = row
+                for w in found.workloads:
+                    prev = pods.get(w["workload_id"])
+                    if prev is not None:
+                        w = {**w, "start_ms": min(prev["start_ms"], w["start_ms"]),
+                             "end_ms": max(prev["end_ms"], w["end_ms"])}  # fmt: skip
+                    pods[w["workload_id"]] = w
+                if progress:
+                    progress("prometheus", n + 1, len(parts))
+            if rows == 0:
+                raise InputError(
+                    "no dcgm-exporter GPU series in this window",
+                    where=url,
+                    hint="is dcgm-exporter scraped by this Prometheus? "
+                    + "; ".join(str(g) for g in gaps[:3]),
                 )
-            if found.energy:
+            kube = self._kube_state(client, win, step_ms, rng)
+            counters = self._serving_counters(client, win, step_ms, url)
+            gaps = _merge_gaps(gaps + kube.gaps + counters.gaps)
+            for row in kube.nodes:
+                nodes[row["node_id"]] = {**nodes.get(row["node_id"], {}), **row}
+            for row in kube.pods:
+                prev = pods.get(row["workload_id"], {})
+                pods[row["workload_id"]] = {**prev, **row, "labels": row.get("labels") or {}}
+            key = digest.hexdigest()
+            result.window = (win.start_ms, win.end_ms)
+            result.notes += notes + [f"gap {g}" for g in gaps]
+            if self._already(key):
+                result.notes.append("the same data was ingested before; nothing changed")
+                return result
+            with self.store.transaction():
+                node_ids = sorted(nodes)
+                self.store.delete_usage(node_ids, win.start_ms, win.end_ms)
+                self.store.write_usage_from(stage)
+                self._log(key, "prometheus", url, ",".join(node_ids)[:200],
+                          win.start_ms, win.end_ms, rows)  # fmt: skip
+                self._merge_nodes(list(nodes.values()), prefer_new=True)
+                self._merge_workloads(list(pods.values()), prefer_new=True)
+                if kube.namespaces:
+                    self.store.upsert_arrow(
+                        "namespaces",
+                        facts.rows_table(kube.namespaces, facts.NAMESPACES),
+                        "namespace",
+                    )
                 self.store.raw(
                     "DELETE FROM gpu_energy WHERE source = 'prometheus' AND ts_ms >= ? "
                     "AND ts_ms < ?",
                     [win.start_ms, win.end_ms],
                 )
-                self.store.insert_arrow(
-                    "gpu_energy", facts.rows_table(found.energy, facts.GPU_ENERGY)
+                self.store.raw(f"INSERT INTO gpu_energy SELECT * FROM {energy_stage}")
+                self.store.raw(
+                    "DELETE FROM serving_counters WHERE source = ? AND ts_ms >= ? AND ts_ms < ?",
+                    [f"prometheus:{url}", win.start_ms, win.end_ms],
                 )
-        result.status, result.rows = "loaded", found.usage.num_rows
+                if counters.rows:
+                    self.store.insert_arrow(
+                        "serving_counters", facts.rows_table(counters.rows, facts.COUNTERS)
+                    )
+        finally:
+            self.store.drop_stage(stage)
+            self.store.drop_stage(energy_stage)
+        result.status, result.rows = "loaded", rows
         result.node = ", ".join(sorted(nodes))
         result.workloads = len(pods)
         return result
+
+    def _serving_counters(
+        self, client: prometheus.PromClient, win: Window, step_ms: int, url: str
+    ) -> _Counters:
+        """Model-server counters (vLLM, SGLang, TGI, Triton, KServe) per pod and model, at
+        each step: the raw counter, summed over other labels (e.g. vLLM's finished_reason)."""
+        out = _Counters()
+        acc: dict[tuple[Any, ...], float] = {}
+        for server, name, want, metric, scale in inference.counter_queries():
+            got = client.query_range(
+                prometheus.selector(name, want), win.start_ms, win.end_ms, step_ms
+            )
+            out.gaps += got.gaps
+            for series in got.series:
+                ns, pod, model = inference.series_key(series.labels)
+                wid = f"{ns}/{pod}" if ns and pod else None
+                for ts, value in series.points:
+                    if value == value and value >= 0:  # not NaN, not negative
+                        key = (ts, wid, server, model, metric)
+                        acc[key] = acc.get(key, 0.0) + value * scale
+        out.rows = [
+            {"ts_ms": ts, "workload_id": wid, "server": server, "model": model,
+             "metric": metric, "value": value, "source": f"prometheus:{url}"}
+            for (ts, wid, server, model, metric), value in sorted(
+                acc.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
+        ]  # fmt: skip
+        return out
 
     def _kube_state(
         self, client: prometheus.PromClient, win: Window, step_ms: int, rng: str
@@ -1370,6 +1458,26 @@ class Service:
             start=start,
             end=end,
         )
+
+
+def _parts(start: int, end: int, size: int) -> Iterator[tuple[int, int]]:
+    """[start, end) cut into consecutive parts of `size` (aligned to it)."""
+    a = start
+    while a < end:
+        b = min(a - a % size + size, end)
+        yield a, b
+        a = b
+
+
+def _merge_gaps(gaps: list[prometheus.Gap]) -> list[prometheus.Gap]:
+    """Adjacent gaps of the same kind, as one."""
+    out: list[prometheus.Gap] = []
+    for g in sorted(gaps, key=lambda g: (g.what, g.start_ms)):
+        if out and out[-1].what == g.what and out[-1].end_ms >= g.start_ms:
+            out[-1] = prometheus.Gap(out[-1].start_ms, max(out[-1].end_ms, g.end_ms), g.what)
+        else:
+            out.append(g)
+    return sorted(out, key=lambda g: g.start_ms)
 
 
 def source_kinds() -> list[source_registry.SourceKind]:

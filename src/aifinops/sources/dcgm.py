@@ -140,6 +140,9 @@ class Collector:
         return scrapes
 
 
+_ONE = Fraction(1)
+
+
 def mig_weight(profile: str | None, model: str | None) -> Fraction:
     """Compute slices of a MIG profile over the GPU's total (7; 4 on an A30)."""
     m = _PROFILE.match(profile or "")
@@ -208,8 +211,8 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> F
                 parts = mig
             left = total
             for inst in parts:
-                weight = mig_weight(inst.profile, dev.model) if inst.mig_id else Fraction(1)
-                share = int(total * weight)
+                weight = mig_weight(inst.profile, dev.model) if inst.mig_id else _ONE
+                share = total * weight.numerator // weight.denominator
                 left -= share
                 gpu_id = dev.uuid if inst.mig_id is None else f"{dev.uuid}/{inst.mig_id}"
                 signal, busy = usage_signal(inst, dev)
@@ -251,7 +254,12 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> F
                         gpu_id,
                         wid,
                         part,
-                        round(total * weight / len(holders) * Fraction(busy or 0.0)),
+                        round(
+                            total
+                            * weight.numerator
+                            * (busy or 0.0)
+                            / (weight.denominator * len(holders))
+                        ),
                     )
                     w = pods.setdefault(
                         wid,

@@ -142,3 +142,16 @@ def read_counters(
     if not out.values:
         out.problems.append(f"{where}: {server} series found, but none of its counters")
     return out
+
+
+def counter_queries() -> list[tuple[str, str, dict[str, str], str, float]]:
+    """(server, series, label filter, our metric, scale) for every counter read through a
+    Prometheus API (where the older servers' TTFT/e2e stand-ins are not used)."""
+    return list(_MAP)
+
+
+def series_key(labels: dict[str, str], model: str | None = None) -> tuple[str | None, ...]:
+    """(namespace, pod, model) of a counter series, scraped directly or via Prometheus."""
+    ns = labels.get("exported_namespace") or labels.get("namespace")
+    pod = labels.get("exported_pod") or labels.get("pod")
+    return ns, pod, labels.get("model_name") or labels.get("model") or model

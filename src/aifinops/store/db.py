@@ -20,6 +20,8 @@ DEFAULT_DB = "aifinops.duckdb"
 class Store:
     """A connection to the fact store through Ibis, with the schema migrated."""
 
+    _stages = 0
+
     def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
         self.path = str(path) if path is not None else ":memory:"
         try:
@@ -137,6 +139,35 @@ class Store:
         finally:
             duck.unregister("_incoming_presence")
         return rows
+
+    def stage(self, prefix: str, schema: pa.Schema) -> str:
+        """A temporary table shaped like `schema`, to collect a long read in parts."""
+        Store._stages += 1
+        name = f"_stage_{prefix}_{Store._stages}"
+        empty = pa.table({f.name: pa.array([], f.type) for f in schema}, schema=schema)
+        duck = self.con.con
+        duck.register("_stage_src", empty)
+        try:
+            duck.execute(f'CREATE TEMP TABLE "{name}" AS SELECT * FROM _stage_src').fetchall()
+        finally:
+            duck.unregister("_stage_src")
+        return name
+
+    def stage_append(self, name: str, data: pa.Table) -> int:
+        return self.insert_arrow(name, data)
+
+    def drop_stage(self, name: str) -> None:
+        self.raw(f'DROP TABLE IF EXISTS "{name}"')
+
+    def write_usage_from(self, stage: str) -> int:
+        """Append staged `gpu_usage` rows and their roll-up."""
+        cols = "ts_ms, node_id, gpu_id, workload_id, held_req, held_use, used"
+        self.raw(f'INSERT INTO gpu_usage ({cols}) SELECT {cols} FROM "{stage}"')
+        self.raw(
+            "INSERT INTO node_presence SELECT node_id, ts_ms, sum(held_req) "
+            f'FROM "{stage}" GROUP BY node_id, ts_ms'
+        )
+        return self.count(stage)
 
     def delete_usage(self, node_ids: Sequence[str], start_ms: int, end_ms: int) -> None:
         """Drop the samples of these nodes in [start, end), with their roll-up."""
