@@ -11,8 +11,8 @@ demo:
 	$(VENV)/aifinops --db aifinops-demo.duckdb demo
 
 lint: setup
-	$(VENV)/ruff check src tests bench
-	$(VENV)/ruff format --check src tests bench
+	$(VENV)/ruff check src tests bench scripts
+	$(VENV)/ruff format --check src tests bench scripts
 	$(VENV)/mypy
 	$(VENV)/lint-imports
 

@@ -56,6 +56,10 @@ _FAMILIES = (
     "MI210",
     "RTX4090",
     "RTX3090",
+    "3080TI",
+    "RTX6000",
+    "RTX5000",
+    "RTX4000",
 )
 _MEM = re.compile(r"(\d+)\s*G(?:B|I?B)?\b", re.IGNORECASE)
 
@@ -77,6 +81,9 @@ def normalise_gpu_model(name: str | None) -> str | None:
     mem = None
     for match in _MEM.finditer(compact.replace(family, " ")):
         mem = int(match.group(1))
+    alibaba = re.search(family + r"M(\d+)\b", squeezed)  # Alibaba's V100M16, V100M32
+    if mem is None and alibaba:
+        mem = int(alibaba.group(1))
     return f"{family} {mem}GB" if mem else family
 
 
@@ -88,6 +95,16 @@ def gpu_model_matches(key: str, model: str | None) -> bool:
     if want == have:
         return True
     return " " not in want and have.split(" ")[0] == want
+
+
+def same_gpu(a: str | None, b: str | None) -> bool:
+    """Same family, and the same memory where both name it ('T4' is a 'T4 16GB')."""
+    x, y = normalise_gpu_model(a), normalise_gpu_model(b)
+    if x is None or y is None:
+        return False
+    fx, _, mx = x.partition(" ")
+    fy, _, my = y.partition(" ")
+    return fx == fy and (not mx or not my or mx == my)
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,9 @@ class CatalogOffer:
     gpu_component_hourly: Decimal | None = None  # per GPU, when the provider publishes it
     source: str = ""
     as_of: str = ""
+    commit_1y_hourly: Decimal | None = None
+    commit_3y_hourly: Decimal | None = None
+    per_gpu_hourly: Decimal | None = None  # the offer's price per GPU, for comparisons
 
 
 @dataclass(frozen=True)
@@ -152,17 +172,26 @@ class Catalog:
     """Offers indexed by instance type; lookups prefer the node's provider and region."""
 
     def __init__(self, offers: Iterable[CatalogOffer]):
+        self.offers = list(offers)
         self._by_type: dict[str, list[CatalogOffer]] = {}
-        for offer in offers:
-            self._by_type.setdefault(offer.instance_type.lower(), []).append(offer)
+        for offer in self.offers:
+            if offer.instance_type:
+                self._by_type.setdefault(offer.instance_type.lower(), []).append(offer)
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_type.values())
+        return len(self.offers)
 
     def find(
-        self, instance_type: str, provider: str | None = None, region: str | None = None
+        self,
+        instance_type: str,
+        provider: str | None = None,
+        region: str | None = None,
+        gpu_model: str | None = None,
     ) -> CatalogOffer | None:
         offers = self._by_type.get(instance_type.lower(), [])
+        if gpu_model and len({o.gpu_model for o in offers}) > 1:
+            # one machine type with different GPUs attached (GCP n1-*): the node's GPU decides
+            offers = [o for o in offers if same_gpu(o.gpu_model, gpu_model)]
         if provider:
             offers = [o for o in offers if o.provider.lower() == provider.lower()] or offers
         if region:
@@ -233,7 +262,9 @@ def resolve_node_price(
             None,
         )
     offer = (
-        catalog.find(node.instance_type, node.provider, node.region) if node.instance_type else None
+        catalog.find(node.instance_type, node.provider, node.region, node.gpu_model)
+        if node.instance_type
+        else None
     )
     if offer is not None:
         cores = node.cpu_cores if node.cpu_cores else offer.vcpus
