@@ -29,7 +29,7 @@ from aifinops.core.model import (
     normalise_dimension,
 )
 from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms
-from aifinops.core.pricing import Catalog, NodeFacts, NodePrice, resolve_node_price
+from aifinops.core.pricing import Catalog, NodeFacts, NodePrice, resolve_node_price, same_gpu
 from aifinops.core.windows import Window, align_up, from_ms, parse_duration, parse_instant
 from aifinops.errors import AifinopsError, InputError, UsageError
 from aifinops.sources import dcgm, facts, inference, opencost, prometheus, slurm
@@ -1287,6 +1287,89 @@ class Service:
             prices.append(resolve_node_price(fact, self.catalog, overrides, rates))
         return prices, nodes
 
+    # -- price catalog ----------------------------------------------------------------
+    def price_offers(
+        self,
+        *,
+        gpu: str | None = None,
+        instance_type: str | None = None,
+        provider: str | None = None,
+        region: str | None = None,
+        spot: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Catalog offers matching the filters, cheapest per GPU-hour first (spot prices
+        with `spot`; offers without one are left out then)."""
+        out = []
+        for o in self.catalog.offers:
+            if gpu and not same_gpu(o.gpu_model, gpu):
+                continue
+            if instance_type and o.instance_type.lower() != instance_type.lower():
+                continue
+            if provider and o.provider.lower() != provider.lower():
+                continue
+            if region and (o.region or "").lower() != region.lower():
+                continue
+            hourly = o.spot_hourly if spot else o.on_demand_hourly
+            if hourly is None:
+                continue
+            gpus = max(o.gpu_count, 1)
+            out.append(
+                {
+                    "provider": o.provider,
+                    "region": o.region,
+                    "instance_type": o.instance_type or None,
+                    "gpu_model": o.gpu_model,
+                    "gpu_count": o.gpu_count,
+                    "vcpus": float(o.vcpus) if o.vcpus else None,
+                    "memory_gib": float(o.memory_gib) if o.memory_gib else None,
+                    "on_demand_hourly": float(o.on_demand_hourly),
+                    "spot_hourly": float(o.spot_hourly) if o.spot_hourly is not None else None,
+                    "commit_1y_hourly": _f(o.commit_1y_hourly),
+                    "commit_3y_hourly": _f(o.commit_3y_hourly),
+                    "per_gpu_hourly": float(hourly / gpus),
+                    "source": o.source,
+                    "as_of": o.as_of,
+                }
+            )
+        out.sort(key=lambda r: (r["per_gpu_hourly"], r["provider"], r["instance_type"] or ""))
+        return out
+
+    def missing_prices(self) -> list[dict[str, Any]]:
+        """Nodes in the store that no price covers, grouped by what would price them."""
+        prices, nodes = self.node_prices()
+        facts_of = {r["node_id"]: r for r in nodes.to_pylist()}
+        groups: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+        for p in prices:
+            if p.priced:
+                continue
+            n = facts_of[p.node_id]
+            key = (n["instance_type"], n["gpu_model"])
+            g = groups.setdefault(
+                key,
+                {"instance_type": n["instance_type"], "gpu_model": n["gpu_model"], "nodes": [],
+                 "reason": p.reason},
+            )  # fmt: skip
+            g["nodes"].append(p.node_id)
+        out = []
+        for g in groups.values():
+            if g["instance_type"]:
+                g["config"] = (
+                    f'prices: {{instance_types: {{"{g["instance_type"]}": <USD per node-hour>}}}}'
+                )
+            elif g["gpu_model"]:
+                g["config"] = f'prices: {{gpu_models: {{"{g["gpu_model"]}": <USD per GPU-hour>}}}}'
+            else:
+                g["config"] = "ingest the node's Kubernetes object or name its GPU model"
+            out.append(g)
+        return sorted(
+            out,
+            key=lambda g: (
+                g["instance_type"] is None,
+                g["instance_type"] or "",
+                g["gpu_model"] or "",
+            ),
+        )
+
     # -- cost -------------------------------------------------------------------------
     def data_extent(self) -> tuple[int, int] | None:
         rows = self.store.raw("SELECT min(ts_ms), max(ts_ms) FROM gpu_usage")
@@ -1493,6 +1576,10 @@ def _iso_ms(text: str | None) -> int | None:
     if not text:
         return None
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _f(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
 
 
 def _dec(value: float | None) -> Decimal | None:

@@ -28,6 +28,8 @@ sources_app = typer.Typer(
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(config_app, name="config")
 app.add_typer(sources_app, name="sources")
+prices_app = typer.Typer(no_args_is_help=True, help="The GPU price catalog, and what is unpriced.")
+app.add_typer(prices_app, name="prices")
 
 
 class Format(StrEnum):
@@ -353,6 +355,97 @@ def sources_status(
     for r in rows:
         table.add_row(*("–" if r[c] is None else str(r[c]) for c in cols))
     _console().print(table)
+
+
+# -- prices -------------------------------------------------------------------------------
+_OFFER_COLUMNS = (
+    "provider",
+    "region",
+    "instance_type",
+    "gpu_model",
+    "gpu_count",
+    "on_demand_hourly",
+    "spot_hourly",
+    "per_gpu_hourly",
+    "source",
+    "as_of",
+)
+
+
+def _emit(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: Format, title: str) -> None:
+    import csv
+    import io
+    import json
+
+    from rich.table import Table
+
+    out = _console()
+    if fmt is Format.json:
+        out.file.write(json.dumps(rows, indent=2) + "\n")
+    elif fmt is Format.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n",
+                                extrasaction="ignore")  # fmt: skip
+        writer.writeheader()
+        writer.writerows(rows)
+        out.file.write(buf.getvalue())
+    else:
+        table = Table(title=title, title_justify="left")
+        for c in columns:
+            table.add_column(c.replace("_", " "))
+        for r in rows:
+            table.add_row(*("–" if r.get(c) is None else str(r[c]) for c in columns))
+        out.print(table)
+
+
+@prices_app.command("show")
+def prices_show(
+    gpu: Annotated[
+        str | None, typer.Option(help="GPU model (any spelling: H100, A100 80GB).")
+    ] = None,
+    instance_type: Annotated[
+        str | None, typer.Option(help="Instance type, e.g. g5.xlarge.")
+    ] = None,
+    provider: Annotated[str | None, typer.Option(help="aws, azure, gcp, oci, lambda, ...")] = None,
+    region: Annotated[str | None, typer.Option(help="Region, where the catalog has one.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """Catalog offers: hourly prices on-demand and spot, per GPU, with source and date."""
+    svc = _service()
+    rows = svc.price_offers(gpu=gpu, instance_type=instance_type, provider=provider, region=region)
+    _emit(rows, _OFFER_COLUMNS, fmt, f"{len(rows)} offers")
+
+
+@prices_app.command("compare")
+def prices_compare(
+    gpu: Annotated[str, typer.Option(help="GPU model to compare offers of.")],
+    spot: Annotated[bool, typer.Option("--spot", help="Compare spot prices.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """Offers of one GPU model, cheapest per GPU-hour first."""
+    svc = _service()
+    rows = svc.price_offers(gpu=gpu, spot=spot)
+    kind = "spot" if spot else "on-demand"
+    _emit(
+        rows, _OFFER_COLUMNS, fmt, f"{gpu}: {len(rows)} {kind} offers, cheapest per GPU-hour first"
+    )
+
+
+@prices_app.command("missing")
+def prices_missing(
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """Instance types and GPU models in the store that no price covers, with the config line
+    that would price them (their cost is in __unpriced__ until then)."""
+    svc = _service()
+    try:
+        rows = svc.missing_prices()
+    finally:
+        svc.close()
+    for r in rows:
+        r["nodes"] = ", ".join(r["nodes"]) if fmt is not Format.json else r["nodes"]
+    _emit(rows, ("instance_type", "gpu_model", "nodes", "reason", "config"), fmt,
+          f"{len(rows)} price(s) missing")  # fmt: skip
 
 
 # -- agent --------------------------------------------------------------------------------
