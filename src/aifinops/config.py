@@ -24,6 +24,8 @@ from aifinops.core.model import IdlePolicy, SharedGpuPolicy
 from aifinops.core.pricing import (
     DEFAULT_CPU_CORE_HOURLY,
     DEFAULT_RAM_GIB_HOURLY,
+    Discount,
+    NodeRule,
     PriceOverrides,
     SplitRates,
 )
@@ -36,6 +38,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NodeLabelPrice(_Strict):
+    """Nodes with this label value cost `node_hourly` (the node) and/or `gpu_hourly` (each
+    GPU), e.g. a reserved pool: `{label: acme.io/pool, value: reserved, node_hourly: 20}`."""
+
+    label: str
+    value: str
+    node_hourly: Decimal | None = None
+    gpu_hourly: Decimal | None = None
+    region: str | None = None
+
+
+class DiscountConfig(_Strict):
+    """`percent` off catalog prices of a provider / instance type / GPU model (or all)."""
+
+    percent: Decimal = Field(ge=0, le=100)
+    provider: str | None = None
+    instance_type: str | None = None
+    gpu_model: str | None = None
+
+
 class PricesConfig(_Strict):
     """Price overrides: USD per GPU-hour by GPU model, per node-hour by instance type."""
 
@@ -43,6 +65,10 @@ class PricesConfig(_Strict):
     instance_types: dict[str, Decimal] = Field(default_factory=dict)
     cpu_core_hourly: Decimal = DEFAULT_CPU_CORE_HOURLY
     ram_gib_hourly: Decimal = DEFAULT_RAM_GIB_HOURLY
+    nodes: dict[str, Decimal] = Field(default_factory=dict)  # node name -> $/node-hour
+    node_labels: list[NodeLabelPrice] = Field(default_factory=list)
+    discounts: list[DiscountConfig] = Field(default_factory=list)
+    custom_pricing_csv: str | None = None  # OpenCost's custom pricing CSV
 
     @field_validator("gpu_models", "instance_types")
     @classmethod
@@ -52,9 +78,26 @@ class PricesConfig(_Strict):
                 raise ValueError(f"price for {key!r} is negative")
         return value
 
-    def overrides(self) -> PriceOverrides:
+    def overrides(self, extra_rules: tuple[NodeRule, ...] = ()) -> PriceOverrides:
+        rules = [NodeRule("name", name, node_hourly=price) for name, price in self.nodes.items()]
+        rules += [
+            NodeRule(
+                f"label:{r.label}",
+                r.value,
+                node_hourly=r.node_hourly,
+                gpu_hourly=r.gpu_hourly,
+                region=r.region,
+            )
+            for r in self.node_labels
+        ]
         return PriceOverrides(
-            instance_types=dict(self.instance_types), gpu_models=dict(self.gpu_models)
+            instance_types=dict(self.instance_types),
+            gpu_models=dict(self.gpu_models),
+            node_rules=tuple(rules) + extra_rules,
+            discounts=tuple(
+                Discount(d.percent, d.provider, d.instance_type, d.gpu_model)
+                for d in self.discounts
+            ),
         )
 
     def rates(self) -> SplitRates:

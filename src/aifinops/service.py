@@ -29,12 +29,20 @@ from aifinops.core.model import (
     normalise_dimension,
 )
 from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms
-from aifinops.core.pricing import Catalog, NodeFacts, NodePrice, resolve_node_price, same_gpu
+from aifinops.core.pricing import (
+    Catalog,
+    NodeFacts,
+    NodePrice,
+    NodeRule,
+    resolve_node_price,
+    same_gpu,
+)
 from aifinops.core.windows import Window, align_up, from_ms, parse_duration, parse_instant
 from aifinops.errors import AifinopsError, InputError, UsageError
 from aifinops.sources import dcgm, facts, inference, opencost, prometheus, slurm
 from aifinops.sources import registry as source_registry
 from aifinops.sources.catalog import bundled_offers
+from aifinops.sources.custom_pricing import read_custom_pricing
 from aifinops.sources.holders import SIGNALS, assign_holders
 from aifinops.sources.http import fetch_text, is_url, post_bytes
 from aifinops.sources.kubernetes import read_dump
@@ -99,6 +107,7 @@ class Service:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._store: Store | None = None
         self._catalog: Catalog | None = None
+        self.price_notes: list[str] = []
 
     # -- plumbing ---------------------------------------------------------------------
     @property
@@ -1270,7 +1279,12 @@ class Service:
     def node_prices(self) -> tuple[list[NodePrice], pa.Table]:
         nodes = self.store.con.to_pyarrow(self.store.table("nodes"))
         prices = []
-        overrides = self.settings.prices.overrides()
+        extra: tuple[NodeRule, ...] = ()
+        csv_path = self.settings.prices.custom_pricing_csv
+        if csv_path:
+            rules, self.price_notes = read_custom_pricing(Path(csv_path))
+            extra = tuple(rules)
+        overrides = self.settings.prices.overrides(extra)
         rates = self.settings.prices.rates()
         for row in nodes.to_pylist():
             fact = NodeFacts(
@@ -1283,6 +1297,8 @@ class Service:
                 provider=row["provider"],
                 region=row["region"],
                 capacity_type=row["capacity_type"],
+                labels=dict(row["labels"] or {}),
+                resource_id=row["resource_id"],
             )
             prices.append(resolve_node_price(fact, self.catalog, overrides, rates))
         return prices, nodes

@@ -127,9 +127,55 @@ class CatalogOffer:
 
 
 @dataclass(frozen=True)
+class NodeRule:
+    """A price for the nodes one fact identifies: their name (`name`), provider ID
+    (`provider_id`) or a label (`label:<key>`), optionally in one region. `node_hourly`
+    prices the node, `gpu_hourly` each of its GPUs (OpenCost's custom pricing CSV has both)."""
+
+    match: str
+    value: str
+    node_hourly: Decimal | None = None
+    gpu_hourly: Decimal | None = None
+    region: str | None = None
+    source: str = "config"
+
+    def applies(self, node: NodeFacts) -> bool:
+        if self.region and (node.region or "").lower() != self.region.lower():
+            return False
+        if self.match == "name":
+            return node.node_id == self.value
+        if self.match == "provider_id":
+            rid = node.resource_id or ""
+            return bool(rid) and (rid == self.value or self.value.endswith("/" + rid))
+        if self.match.startswith("label:"):
+            return node.labels.get(self.match[len("label:") :]) == self.value
+        return False
+
+
+@dataclass(frozen=True)
+class Discount:
+    """A percentage off list (catalog) prices, e.g. an enterprise agreement, for the offers
+    of a provider, instance type or GPU model (none given: every catalog price)."""
+
+    percent: Decimal
+    provider: str | None = None
+    instance_type: str | None = None
+    gpu_model: str | None = None
+
+    def applies(self, node: NodeFacts, offer: CatalogOffer) -> bool:
+        if self.provider and self.provider.lower() != offer.provider.lower():
+            return False
+        if self.instance_type and self.instance_type.lower() != offer.instance_type.lower():
+            return False
+        return not self.gpu_model or same_gpu(self.gpu_model, offer.gpu_model or node.gpu_model)
+
+
+@dataclass(frozen=True)
 class PriceOverrides:
     instance_types: Mapping[str, Decimal] = field(default_factory=dict)  # $/node-hour
     gpu_models: Mapping[str, Decimal] = field(default_factory=dict)  # $/GPU-hour
+    node_rules: tuple[NodeRule, ...] = ()  # first match wins; region-specific rules first
+    discounts: tuple[Discount, ...] = ()  # first match wins
 
 
 @dataclass(frozen=True)
@@ -149,6 +195,8 @@ class NodeFacts:
     provider: str | None = None
     region: str | None = None
     capacity_type: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    resource_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -240,9 +288,16 @@ def split_instance_price(
 def resolve_node_price(
     node: NodeFacts, catalog: Catalog, overrides: PriceOverrides, rates: SplitRates = SplitRates()
 ) -> NodePrice:
-    """The price of one node, with its source, or an unpriced result with the reason."""
+    """The price of one node, with its source, or an unpriced result with the reason.
+
+    Trust, highest first: a rule for this very node (name, provider ID, label; OpenCost's
+    custom pricing), an instance-type override, a GPU-model override (or a GPU rule), the
+    catalog less any discount; else unpriced."""
     cores = node.cpu_cores or ZERO
     mem = node.memory_gib or ZERO
+    rules = sorted(overrides.node_rules, key=lambda r: r.region is None)  # regional first
+    node_rule = next((r for r in rules if r.node_hourly is not None and r.applies(node)), None)
+    gpu_rule = next((r for r in rules if r.gpu_hourly is not None and r.applies(node)), None)
     gpu_override = next(
         (
             price
@@ -271,6 +326,17 @@ def resolve_node_price(
         mem = node.memory_gib if node.memory_gib else offer.memory_gib
 
     gpus = node.gpu_count or (offer.gpu_count if offer else 0)
+    if gpu_rule is not None and gpu_rule.gpu_hourly is not None:
+        gpu_override = gpu_rule.gpu_hourly
+    if node_rule is not None and node_rule.node_hourly is not None:
+        label = f"{node_rule.source}:{node_rule.match}={node_rule.value}"
+        if gpu_rule is not None and gpu_rule.gpu_hourly is not None:
+            # the node's own price covers CPU and RAM; its GPUs are priced on top
+            total = node_rule.node_hourly
+            _, cpu_h, ram_h = split_instance_price(total, 0, cores, mem, rates)
+            return NodePrice(node.node_id, True, label, gpu_rule.gpu_hourly, cpu_h, ram_h)
+        gpu_h, cpu_h, ram_h = split_instance_price(node_rule.node_hourly, gpus, cores, mem, rates)
+        return NodePrice(node.node_id, True, label, gpu_h, cpu_h, ram_h)
     if inst_override is not None:
         if gpu_override is not None and gpu_override * gpus <= inst_override:
             gpu_h, cpu_h, ram_h = split_instance_price(
@@ -297,18 +363,17 @@ def resolve_node_price(
         )
     if offer is not None:
         price = _offer_price(offer, node.capacity_type)
-        gpu_h, cpu_h, ram_h = split_instance_price(
-            price, gpus, cores, mem, rates, offer.gpu_component_hourly
-        )
+        component = offer.gpu_component_hourly
         kind = "spot" if _is_spot(node.capacity_type) and offer.spot_hourly else "on-demand"
-        return NodePrice(
-            node.node_id,
-            True,
-            f"catalog:{offer.provider}:{offer.instance_type}:{kind}",
-            gpu_h,
-            cpu_h,
-            ram_h,
-        )
+        source = f"catalog:{offer.provider}:{offer.instance_type}:{kind}"
+        discount = next((d for d in overrides.discounts if d.applies(node, offer)), None)
+        if discount is not None:  # off the list price, the GPUs' part included
+            keep = (Decimal(100) - discount.percent) / Decimal(100)
+            price *= keep
+            component = component * keep if component is not None else None
+            source += f":discount:{discount.percent}%"
+        gpu_h, cpu_h, ram_h = split_instance_price(price, gpus, cores, mem, rates, component)
+        return NodePrice(node.node_id, True, source, gpu_h, cpu_h, ram_h)
     if node.instance_type:
         reason = f"unknown instance type {node.instance_type!r}"
     elif node.gpu_model:
