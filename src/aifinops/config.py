@@ -26,6 +26,7 @@ from aifinops.core.pricing import (
     DEFAULT_RAM_GIB_HOURLY,
     Discount,
     NodeRule,
+    OnPremModel,
     PriceOverrides,
     SplitRates,
 )
@@ -58,6 +59,27 @@ class DiscountConfig(_Strict):
     gpu_model: str | None = None
 
 
+class OnPremConfig(_Strict):
+    """An owned GPU server: `{gpu_model: H100, purchase_price: 250000, gpus: 8, years: 4,
+    residual_percent: 10, power_price_kwh: 0.12, pue: 1.4, rated_watts: 700,
+    overhead_percent: 15}` (or `node: NAME` / `label: key=value` instead of `gpu_model`)."""
+
+    purchase_price: Decimal = Field(ge=0)
+    gpus: int = Field(ge=1)
+    years: Decimal = Field(default=Decimal(4), gt=0)
+    residual_percent: Decimal = Field(default=Decimal(0), ge=0, le=100)
+    power_price_kwh: Decimal = Field(default=Decimal(0), ge=0)
+    pue: Decimal = Field(default=Decimal(1), ge=1)
+    rated_watts: Decimal = Field(default=Decimal(0), ge=0)
+    overhead_percent: Decimal = Field(default=Decimal(0), ge=0)
+    node: str | None = None
+    gpu_model: str | None = None
+    label: str | None = None
+
+    def model(self) -> OnPremModel:
+        return OnPremModel(**self.model_dump())
+
+
 class PricesConfig(_Strict):
     """Price overrides: USD per GPU-hour by GPU model, per node-hour by instance type."""
 
@@ -69,6 +91,7 @@ class PricesConfig(_Strict):
     node_labels: list[NodeLabelPrice] = Field(default_factory=list)
     discounts: list[DiscountConfig] = Field(default_factory=list)
     custom_pricing_csv: str | None = None  # OpenCost's custom pricing CSV
+    on_prem: list[OnPremConfig] = Field(default_factory=list)
 
     @field_validator("gpu_models", "instance_types")
     @classmethod
@@ -78,7 +101,11 @@ class PricesConfig(_Strict):
                 raise ValueError(f"price for {key!r} is negative")
         return value
 
-    def overrides(self, extra_rules: tuple[NodeRule, ...] = ()) -> PriceOverrides:
+    def overrides(
+        self,
+        extra_rules: tuple[NodeRule, ...] = (),
+        measured_watts: Mapping[str, Decimal] | None = None,
+    ) -> PriceOverrides:
         rules = [NodeRule("name", name, node_hourly=price) for name, price in self.nodes.items()]
         rules += [
             NodeRule(
@@ -98,6 +125,8 @@ class PricesConfig(_Strict):
                 Discount(d.percent, d.provider, d.instance_type, d.gpu_model)
                 for d in self.discounts
             ),
+            on_prem=tuple(m.model() for m in self.on_prem),
+            measured_watts=dict(measured_watts or {}),
         )
 
     def rates(self) -> SplitRates:

@@ -51,7 +51,7 @@ from aifinops.sources.owners import Owner, read_owners
 from aifinops.sources.synthetic import Fleet, usage_batches
 from aifinops.store.allocate import AllocationQuery, allocate, price_table
 from aifinops.store.db import Store
-from aifinops.store.units import counter_increases
+from aifinops.store.units import counter_increases, energy_increases
 
 Progress = Callable[[str, int, int], None]
 SKEW_MS = 300_000  # sample timestamps this far from the scrape time are reported
@@ -1284,7 +1284,10 @@ class Service:
         if csv_path:
             rules, self.price_notes = read_custom_pricing(Path(csv_path))
             extra = tuple(rules)
-        overrides = self.settings.prices.overrides(extra)
+        watts: dict[str, Decimal] = {}
+        if self.settings.prices.on_prem:
+            watts = self.measured_watts()
+        overrides = self.settings.prices.overrides(extra, watts)
         rates = self.settings.prices.rates()
         for row in nodes.to_pylist():
             fact = NodeFacts(
@@ -1385,6 +1388,45 @@ class Service:
                 g["gpu_model"] or "",
             ),
         )
+
+    def measured_watts(self) -> dict[str, Decimal]:
+        """Average power per GPU of each node, from its energy counter (all readings)."""
+        per_node: dict[str, list[tuple[float, int]]] = {}
+        for r in energy_increases(self.store).to_pylist():
+            if r["span_ms"]:
+                per_node.setdefault(r["node_id"], []).append((r["energy_mj"], r["span_ms"]))
+        out = {}
+        for node, parts in per_node.items():
+            mj = sum(p[0] for p in parts)
+            ms = sum(p[1] for p in parts) / len(parts)  # per GPU: the average span
+            out[node] = Decimal(str(round(mj / ms / len(parts), 6))) if ms else Decimal(0)
+        return out
+
+    def energy(self, *, window: str | None = None, last: str | None = None) -> list[dict[str, Any]]:
+        """Energy per node in the window, from the GPUs' energy counters, and its power cost
+        where an on-prem model prices the node's power ($/kWh x PUE)."""
+        win = self.resolve_window(window, last)
+        nodes = self.store.con.to_pyarrow(self.store.table("nodes"))
+        facts_of = {r["node_id"]: r for r in nodes.to_pylist()}
+        models = self.settings.prices.overrides().on_prem
+        rows: dict[str, dict[str, Any]] = {}
+        for r in energy_increases(self.store, win.start_ms, win.end_ms).to_pylist():
+            row = rows.setdefault(
+                r["node_id"],
+                {"node": r["node_id"], "gpus": 0, "energy_kwh": 0.0, "power_cost": None},
+            )
+            row["gpus"] += 1
+            row["energy_kwh"] += r["energy_mj"] / 3.6e9  # mJ -> kWh
+        for node, row in rows.items():
+            f = facts_of.get(node)
+            if f is None:
+                continue
+            fact = NodeFacts(node_id=node, gpu_model=f["gpu_model"], labels=dict(f["labels"] or {}))
+            model = next((m for m in models if m.applies(fact)), None)
+            if model is not None:
+                kwh = Decimal(str(row["energy_kwh"]))
+                row["power_cost"] = float(kwh * model.power_price_kwh * model.pue)
+        return sorted(rows.values(), key=lambda r: r["node"])
 
     # -- cost -------------------------------------------------------------------------
     def data_extent(self) -> tuple[int, int] | None:

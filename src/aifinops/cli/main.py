@@ -448,6 +448,22 @@ def prices_missing(
           f"{len(rows)} price(s) missing")  # fmt: skip
 
 
+@app.command()
+def energy(
+    window: Annotated[str | None, typer.Option(help="START,END in ISO 8601.")] = None,
+    last: Annotated[str | None, typer.Option(help="Window ending now, e.g. 24h.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """Energy per node from the GPUs' energy counters, and its power cost where an on-prem
+    model prices power."""
+    svc = _service()
+    try:
+        rows = svc.energy(window=window, last=last)
+    finally:
+        svc.close()
+    _emit(rows, ("node", "gpus", "energy_kwh", "power_cost"), fmt, "GPU energy")
+
+
 # -- agent --------------------------------------------------------------------------------
 
 

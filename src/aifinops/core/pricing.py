@@ -170,12 +170,56 @@ class Discount:
         return not self.gpu_model or same_gpu(self.gpu_model, offer.gpu_model or node.gpu_model)
 
 
+HOURS_PER_YEAR = Decimal(8760)
+
+
+@dataclass(frozen=True)
+class OnPremModel:
+    """What an owned GPU server costs an hour: its purchase price, less the residual value,
+    spread over its life; its power at $/kWh x PUE (measured watts where the energy counter
+    gives them, else rated); plus an overhead percent (space, support, staff)."""
+
+    purchase_price: Decimal  # per node
+    gpus: int
+    years: Decimal = Decimal(4)
+    residual_percent: Decimal = Decimal(0)
+    power_price_kwh: Decimal = Decimal(0)
+    pue: Decimal = Decimal(1)
+    rated_watts: Decimal = Decimal(0)  # per GPU, when nothing is measured
+    overhead_percent: Decimal = Decimal(0)
+    node: str | None = None  # which nodes: by name, GPU model or label
+    gpu_model: str | None = None
+    label: str | None = None  # key=value
+
+    def applies(self, node: NodeFacts) -> bool:
+        if self.node is not None:
+            return node.node_id == self.node
+        if self.label is not None:
+            key, _, value = self.label.partition("=")
+            return node.labels.get(key) == value
+        return self.gpu_model is not None and same_gpu(self.gpu_model, node.gpu_model)
+
+    def capital_per_gpu_hour(self) -> Decimal:
+        kept = self.purchase_price * (Decimal(100) - self.residual_percent) / Decimal(100)
+        return kept / (self.years * HOURS_PER_YEAR) / max(self.gpus, 1)
+
+    def power_per_gpu_hour(self, watts: Decimal) -> Decimal:
+        return watts / Decimal(1000) * self.power_price_kwh * self.pue
+
+    def per_gpu_hour(self, watts: Decimal | None = None) -> Decimal:
+        use = self.rated_watts if watts is None else watts
+        base = self.capital_per_gpu_hour() + self.power_per_gpu_hour(use)
+        return base * (Decimal(100) + self.overhead_percent) / Decimal(100)
+
+
 @dataclass(frozen=True)
 class PriceOverrides:
     instance_types: Mapping[str, Decimal] = field(default_factory=dict)  # $/node-hour
     gpu_models: Mapping[str, Decimal] = field(default_factory=dict)  # $/GPU-hour
     node_rules: tuple[NodeRule, ...] = ()  # first match wins; region-specific rules first
     discounts: tuple[Discount, ...] = ()  # first match wins
+    on_prem: tuple[OnPremModel, ...] = ()  # first match wins
+    measured_watts: Mapping[str, Decimal] = field(default_factory=dict)  # node -> W per GPU
 
 
 @dataclass(frozen=True)
@@ -337,6 +381,11 @@ def resolve_node_price(
             return NodePrice(node.node_id, True, label, gpu_rule.gpu_hourly, cpu_h, ram_h)
         gpu_h, cpu_h, ram_h = split_instance_price(node_rule.node_hourly, gpus, cores, mem, rates)
         return NodePrice(node.node_id, True, label, gpu_h, cpu_h, ram_h)
+    on_prem = next((m for m in overrides.on_prem if m.applies(node)), None)
+    if on_prem is not None and inst_override is None:
+        watts = overrides.measured_watts.get(node.node_id)
+        kind = "measured" if watts is not None else "rated"
+        return NodePrice(node.node_id, True, f"on-prem:{kind}-power", on_prem.per_gpu_hour(watts))
     if inst_override is not None:
         if gpu_override is not None and gpu_override * gpus <= inst_override:
             gpu_h, cpu_h, ram_h = split_instance_price(

@@ -25,3 +25,31 @@ def counter_increases(store: Store, start_ms: int, end_ms: int) -> pa.Table:
         .aggregate(increase=c.inc.sum())
         .order_by(["model", "metric"])
     )
+
+
+def energy_increases(
+    store: Store, start_ms: int | None = None, end_ms: int | None = None
+) -> pa.Table:
+    """node_id, gpu_id, energy_mj, span_ms: per GPU, the energy counter's increase between
+    consecutive readings whose later one lies in [start, end) (a drop is a reset: the new
+    reading is the increase), and the time those readings span."""
+    e = store.table("gpu_energy")
+    e = e.filter(e.energy_mj.notnull())
+    if end_ms is not None:
+        e = e.filter(e.ts_ms < end_ms)
+    w = ibis.window(group_by=[e.node_id, e.gpu_id], order_by=e.ts_ms)
+    prev = e.energy_mj.lag().over(w)
+    prev_ts = e.ts_ms.lag().over(w)
+    e = e.mutate(
+        inc=prev.isnull().ifelse(
+            0.0, (e.energy_mj >= prev).ifelse(e.energy_mj - prev, e.energy_mj)
+        ),
+        dt=prev_ts.isnull().ifelse(0, e.ts_ms - prev_ts),
+    )
+    if start_ms is not None:
+        e = e.filter(e.ts_ms >= start_ms)
+    return store.con.to_pyarrow(
+        e.group_by(["node_id", "gpu_id"])
+        .aggregate(energy_mj=e.inc.sum(), span_ms=e.dt.sum())
+        .order_by(["node_id", "gpu_id"])
+    )
