@@ -80,6 +80,26 @@ class OnPremConfig(_Strict):
         return OnPremModel(**self.model_dump())
 
 
+class PriceApiConfig(_Strict):
+    """Cloud price APIs to ask (and cache for `ttl`); the bundled catalog is the fallback."""
+
+    providers: list[str] = Field(default_factory=list)  # aws, azure, gcp
+    ttl: str = "1h"
+    azure_url: str = "https://prices.azure.com/api/retail/prices"
+    azure_region: str | None = None
+    gcp_url: str = "https://cloudbilling.googleapis.com/v1/services/6F81-5844-456A/skus"
+    gcp_api_key: str | None = None
+    aws_region: str = "us-east-1"
+
+    @field_validator("providers")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"aws", "azure", "gcp"})
+        if unknown:
+            raise ValueError(f"unknown price API {', '.join(unknown)}; known: aws, azure, gcp")
+        return value
+
+
 class PricesConfig(_Strict):
     """Price overrides: USD per GPU-hour by GPU model, per node-hour by instance type."""
 
@@ -92,6 +112,7 @@ class PricesConfig(_Strict):
     discounts: list[DiscountConfig] = Field(default_factory=list)
     custom_pricing_csv: str | None = None  # OpenCost's custom pricing CSV
     on_prem: list[OnPremConfig] = Field(default_factory=list)
+    api: PriceApiConfig = Field(default_factory=PriceApiConfig)
 
     @field_validator("gpu_models", "instance_types")
     @classmethod

@@ -31,6 +31,7 @@ from aifinops.core.model import (
 from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms
 from aifinops.core.pricing import (
     Catalog,
+    CatalogOffer,
     NodeFacts,
     NodePrice,
     NodeRule,
@@ -123,9 +124,92 @@ class Service:
 
     @property
     def catalog(self) -> Catalog:
+        """Fresh price-API offers first (their regions are exact), then the bundled catalog.
+        Configured APIs whose cache has expired are asked again once; when they cannot be
+        reached the bundled catalog is used and `price_notes` says so."""
         if self._catalog is None:
-            self._catalog = Catalog(bundled_offers())
+            api = self.settings.prices.api
+            fresh: list[CatalogOffer] = []
+            if api.providers:
+                cached = self._cached_offers()
+                stale = [p for p in api.providers if p not in cached]
+                if stale:
+                    self.refresh_prices(stale)
+                    cached = self._cached_offers()
+                for provider in api.providers:
+                    fresh += cached.get(provider, [])
+            self._catalog = Catalog(fresh + bundled_offers())
         return self._catalog
+
+    def _cached_offers(self) -> dict[str, list[CatalogOffer]]:
+        ttl = int(
+            parse_duration(self.settings.prices.api.ttl, what="prices.api.ttl").total_seconds()
+        )
+        now = self._now_ms()
+        out: dict[str, list[CatalogOffer]] = {}
+        for provider, fetched, payload in self.store.raw(
+            "SELECT provider, fetched_ms, offers FROM price_cache"
+        ):
+            if now - fetched <= ttl * 1000:
+                out[provider] = [_offer_from(d) for d in json.loads(payload)]
+        return out
+
+    def refresh_prices(self, providers: Sequence[str] | None = None) -> list[IngestResult]:
+        """Ask the configured price APIs again and cache what they say."""
+        from aifinops.sources import price_apis
+
+        api = self.settings.prices.api
+        wanted = list(providers or api.providers)
+        bundled = bundled_offers()
+        types = {
+            (r[0] or "", r[1])
+            for r in self.store.raw(
+                "SELECT provider, instance_type FROM nodes WHERE instance_type IS NOT NULL"
+            )
+        }
+        results = []
+        for provider in wanted:
+            result = IngestResult(f"prices:{provider}", provider, "unchanged")
+            try:
+                if provider == "azure":
+                    sizes = sorted({t for p, t in types if p == "azure"})
+                    offers = price_apis.azure_offers(
+                        sizes, api.azure_region, base_url=api.azure_url, catalog=bundled
+                    )
+                elif provider == "gcp":
+                    offers = price_apis.gcp_offers(api.gcp_api_key, base_url=api.gcp_url)
+                else:
+                    offers = price_apis.aws_offers(
+                        self._aws_pricing_client(),
+                        sorted({t for p, t in types if p == "aws"}),
+                        api.aws_region,
+                        bundled,
+                    )
+            except Exception as error:  # offline, refused, malformed: say so, keep going
+                as_of = max((o.as_of for o in bundled if o.provider == provider), default="")
+                note = (
+                    f"price API for {provider} unreachable ({error}); the bundled catalog "
+                    f"(prices as of {as_of or 'unknown'}) is used"
+                )
+                self.price_notes.append(note)
+                result.status, result.notes = "failed", [note]
+                results.append(result)
+                continue
+            payload = json.dumps([_offer_dict(o) for o in offers])
+            self.store.raw(
+                "INSERT INTO price_cache VALUES (?, ?, ?) ON CONFLICT (provider) DO UPDATE "
+                "SET fetched_ms = excluded.fetched_ms, offers = excluded.offers",
+                [provider, self._now_ms(), payload],
+            )
+            result.status, result.rows = "loaded", len(offers)
+            results.append(result)
+        self._catalog = None
+        return results
+
+    def _aws_pricing_client(self) -> Any:  # pragma: no cover - needs AWS credentials
+        import boto3
+
+        return boto3.client("pricing", region_name="us-east-1")
 
     # -- ingest -----------------------------------------------------------------------
     def ingest_nvidia_smi(
@@ -1551,7 +1635,7 @@ class Service:
             if u["node_id"] in by_node
         ]
         unpriced.sort(key=lambda u: u.node)
-        notes = []
+        notes = list(self.price_notes)
         if team is not None:
             notes.append(f"rows limited to team {team!r}; asset_cost covers the whole fleet")
         return CostReport(
@@ -1634,6 +1718,22 @@ def _iso_ms(text: str | None) -> int | None:
     if not text:
         return None
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _offer_dict(o: CatalogOffer) -> dict[str, Any]:
+    out = {}
+    for name in CatalogOffer.__dataclass_fields__:
+        value = getattr(o, name)
+        out[name] = str(value) if isinstance(value, Decimal) else value
+    return out
+
+
+def _offer_from(d: dict[str, Any]) -> CatalogOffer:
+    money = {"vcpus", "memory_gib", "on_demand_hourly", "spot_hourly", "gpu_component_hourly",
+             "commit_1y_hourly", "commit_3y_hourly", "per_gpu_hourly"}  # fmt: skip
+    return CatalogOffer(
+        **{k: (Decimal(v) if k in money and v is not None else v) for k, v in d.items()}
+    )
 
 
 def _f(value: Decimal | None) -> float | None:

@@ -431,6 +431,25 @@ def prices_compare(
     )
 
 
+@prices_app.command("refresh")
+def prices_refresh(
+    provider: Annotated[
+        list[str] | None, typer.Option(help="aws, azure or gcp (default: prices.api.providers).")
+    ] = None,
+) -> None:
+    """Ask the cloud price APIs again (the cache otherwise lasts prices.api.ttl)."""
+    svc = _service()
+    try:
+        results = svc.refresh_prices(provider)
+    finally:
+        svc.close()
+    if not results:
+        _console(stderr=True).print("no price APIs configured (prices.api.providers)")
+    _report_ingest(results)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(code=3)
+
+
 @prices_app.command("missing")
 def prices_missing(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,

@@ -97,6 +97,12 @@ def gpu_model_matches(key: str, model: str | None) -> bool:
     return " " not in want and have.split(" ")[0] == want
 
 
+def type_key(instance_type: str) -> str:
+    """One spelling per instance type: Azure's `Standard_NC24ads_A100_v4` (the node label)
+    and `NC24ads A100 v4` (its price lists) are the same size."""
+    return re.sub(r"[\s_]+", "", instance_type.lower().removeprefix("standard_"))
+
+
 def same_gpu(a: str | None, b: str | None) -> bool:
     """Same family, and the same memory where both name it ('T4' is a 'T4 16GB')."""
     x, y = normalise_gpu_model(a), normalise_gpu_model(b)
@@ -268,7 +274,7 @@ class Catalog:
         self._by_type: dict[str, list[CatalogOffer]] = {}
         for offer in self.offers:
             if offer.instance_type:
-                self._by_type.setdefault(offer.instance_type.lower(), []).append(offer)
+                self._by_type.setdefault(type_key(offer.instance_type), []).append(offer)
 
     def __len__(self) -> int:
         return len(self.offers)
@@ -280,7 +286,7 @@ class Catalog:
         region: str | None = None,
         gpu_model: str | None = None,
     ) -> CatalogOffer | None:
-        offers = self._by_type.get(instance_type.lower(), [])
+        offers = self._by_type.get(type_key(instance_type), [])
         if gpu_model and len({o.gpu_model for o in offers}) > 1:
             # one machine type with different GPUs attached (GCP n1-*): the node's GPU decides
             offers = [o for o in offers if same_gpu(o.gpu_model, gpu_model)]

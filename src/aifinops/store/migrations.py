@@ -192,4 +192,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        8,
+        "price API cache: offers fetched from cloud price APIs, with when",
+        [
+            """
+            CREATE TABLE price_cache (
+                provider VARCHAR PRIMARY KEY,
+                fetched_ms BIGINT NOT NULL,
+                offers VARCHAR NOT NULL
+            )
+            """,
+        ],
+    ),
 ]
