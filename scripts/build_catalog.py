@@ -178,7 +178,8 @@ def oci(path: Path) -> list[dict[str, str]]:
              "gpu_count": "1", "vcpus": "", "memory_gib": "", "on_demand_hourly": money(price),
              "spot_hourly": "", "commit_1y_hourly": "", "commit_3y_hourly": "",
              "per_gpu_hourly": money(price), "gpu_component_hourly": money(price),
-             "source": f"{path.parent.name}/{path.name}#{item['partNumber']}", "as_of": ""}
+             "source": f"{path.parent.name}/{path.name}#{item['partNumber']}",
+             "as_of": "undated"}
         )  # fmt: skip
     return rows
 
