@@ -1255,6 +1255,122 @@ class Service:
             return [result], end
         raise UsageError(f"kind {src.kind!r} cannot be collected", where=f"sources.{src.name}")
 
+    # -- bills ------------------------------------------------------------------------
+    def ingest_focus(
+        self, paths: Iterable[Path], progress: Progress | None = None
+    ) -> list[IngestResult]:
+        """Load FOCUS datasets. The same file twice changes nothing; a file that delivers a
+        billing period again (provider, account, period) replaces it, and says by how much."""
+        from aifinops.sources import focus
+
+        results = []
+        for path in paths:
+            digest = _digest([path], extra="focus")
+            result = IngestResult("focus", str(path), "unchanged")
+            if self._already(digest):
+                result.notes.append("this file was ingested before; nothing changed")
+                results.append(result)
+                continue
+            read = focus.FocusRead()
+            stage = self.store.stage("focus", focus.COST_LINES)
+            try:
+                for n, batch in enumerate(focus.read_focus(path, read=read)):
+                    self.store.stage_append(stage, batch)
+                    if progress:
+                        progress("cost lines", read.rows, n + 1)
+                with self.store.transaction():
+                    for provider, account, start in sorted(read.periods):
+                        before = self.store.raw(
+                            "SELECT count(*), sum(billed_cost) FROM cost_lines WHERE "
+                            "provider IS NOT DISTINCT FROM ? AND billing_account_id IS NOT "
+                            "DISTINCT FROM ? AND coalesce(billing_period_start_ms, "
+                            "charge_period_start_ms) = ?",
+                            [provider or None, account or None, start],
+                        )[0]
+                        if before[0]:
+                            after = self.store.raw(
+                                f"SELECT sum(billed_cost) FROM {stage} WHERE provider IS NOT "
+                                "DISTINCT FROM ? AND billing_account_id IS NOT DISTINCT FROM ? "
+                                "AND coalesce(billing_period_start_ms, charge_period_start_ms) = ?",
+                                [provider or None, account or None, start],
+                            )[0][0]
+                            self.store.raw(
+                                "DELETE FROM cost_lines WHERE provider IS NOT DISTINCT FROM ? "
+                                "AND billing_account_id IS NOT DISTINCT FROM ? AND "
+                                "coalesce(billing_period_start_ms, charge_period_start_ms) = ?",
+                                [provider or None, account or None, start],
+                            )
+                            result.notes.append(
+                                f"restated: {provider} account {account} period "
+                                f"{from_ms(start).date()}: billed {before[1]:.2f} -> {after:.2f}"
+                            )
+                    self.store.raw(f"INSERT INTO cost_lines SELECT * FROM {stage}")
+                    self._log(digest, "focus", str(path), None, None, None, read.rows)
+            finally:
+                self.store.drop_stage(stage)
+            result.status, result.rows = "loaded", read.rows
+            result.notes += read.problems[:50]
+            if read.duplicates:
+                result.notes.append(
+                    f"{read.duplicates} line(s) repeated within the file were counted once"
+                )
+            results.append(result)
+        return results
+
+    def bills_summary(
+        self, *, by: Sequence[str] = ("provider",), window: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Billed, effective and list cost grouped by provider, service, account or day —
+        always per currency: amounts in different currencies are never added together."""
+        dims = {
+            "provider": "provider",
+            "service": "service_name",
+            "account": "billing_account_id",
+            "currency": "billing_currency",
+            "day": None,
+            "category": "service_category",
+        }
+        for d in by:
+            if d not in dims:
+                raise UsageError(f"cannot group bills by {d!r}", where="--by",
+                                 hint=", ".join(dims))  # fmt: skip
+        t = self.store.table("cost_lines")
+        if window:
+            win = Window.parse(window)
+            t = t.filter(
+                (t.charge_period_start_ms >= win.start_ms) & (t.charge_period_start_ms < win.end_ms)
+            )
+        keys = {}
+        for d in by:
+            if d == "day":
+                keys["day"] = (t.charge_period_start_ms // 86_400_000 * 86_400_000).cast("int64")
+            else:
+                keys[d] = t[dims[d]]
+        if "currency" not in keys:
+            keys["currency"] = t.billing_currency
+        grouped = t.group_by([v.name(k) for k, v in keys.items()]).aggregate(
+            billed_cost=t.billed_cost.sum(),
+            effective_cost=t.effective_cost.sum(),
+            list_cost=t.list_cost.sum(),
+        )
+        rows = self.store.con.to_pyarrow(grouped.order_by(list(keys))).to_pylist()
+        out = []
+        for r in rows:
+            key = {k: r[k] for k in keys if k != "currency" or "currency" in by}
+            if "day" in key and key["day"] is not None:
+                key["day"] = from_ms(key["day"]).date().isoformat()
+            out.append(
+                {
+                    "key": key,
+                    "billed_cost": float(r["billed_cost"] or 0),
+                    "effective_cost": float(r["effective_cost"] or 0),
+                    "list_cost": float(r["list_cost"] or 0),
+                    "currency": r["currency"],
+                    "_billed": r["billed_cost"],
+                }
+            )
+        return out
+
     def load_fleet(self, fleet: Fleet, seed: int, progress: Progress | None = None) -> int:
         """Write a synthetic fleet (demo, tests, benchmarks) into the store."""
         store = self.store

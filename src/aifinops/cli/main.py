@@ -28,6 +28,10 @@ sources_app = typer.Typer(
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(config_app, name="config")
 app.add_typer(sources_app, name="sources")
+bills_app = typer.Typer(
+    no_args_is_help=True, help="Bills: FOCUS cost lines and what they add up to."
+)
+app.add_typer(bills_app, name="bills")
 prices_app = typer.Typer(no_args_is_help=True, help="The GPU price catalog, and what is unpriced.")
 app.add_typer(prices_app, name="prices")
 
@@ -256,6 +260,54 @@ def ingest_inference(
         )
     finally:
         svc.close()
+
+
+@ingest_app.command("focus")
+def ingest_focus(
+    files: Annotated[list[Path], typer.Argument(help="FOCUS 1.0-1.3 datasets, CSV or Parquet.")],
+) -> None:
+    """Load FOCUS cost and usage datasets (a re-delivered billing period replaces the old)."""
+    from rich.progress import Progress
+
+    svc = _service()
+    try:
+        with Progress(console=_console(stderr=True), transient=True) as bar:
+            task = bar.add_task("cost lines", total=None)
+
+            def progress(what: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, description=f"{what}: {done:,}")
+
+            _report_ingest(svc.ingest_focus(files, progress=progress))
+    finally:
+        svc.close()
+
+
+@bills_app.command("summary")
+def bills_summary(
+    by: Annotated[
+        str,
+        typer.Option(help="provider, service, account, day, currency, category (comma-separated)."),
+    ] = "provider",
+    window: Annotated[str | None, typer.Option(help="START,END of charge periods.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """Billed, effective and list cost, per currency (never summed across currencies)."""
+    import json
+
+    svc = _service()
+    try:
+        rows = svc.bills_summary(by=[b.strip() for b in by.split(",") if b.strip()], window=window)
+    finally:
+        svc.close()
+    for r in rows:
+        r.pop("_billed", None)
+    if fmt is Format.json:
+        _console().file.write(json.dumps({"rows": rows}, indent=2) + "\n")
+        return
+    flat = [{**r["key"], **{k: v for k, v in r.items() if k != "key"}} for r in rows]
+    cols = tuple(dict.fromkeys([*(k for r in rows for k in r["key"]), "billed_cost",
+                                "effective_cost", "list_cost", "currency"]))  # fmt: skip
+    _emit(flat, cols, fmt, "Bills")
 
 
 @ingest_app.command("opencost")
