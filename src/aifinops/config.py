@@ -207,6 +207,12 @@ class SourceConfig(_Strict):
         return value
 
 
+class BillsConfig(_Strict):
+    required_tags: list[str] = Field(
+        default_factory=lambda: ["team", "project", "environment", "cost_center", "owner"]
+    )
+
+
 class Settings(_Strict):
     db: str = DEFAULT_DB
     currency: str = "USD"
@@ -214,6 +220,7 @@ class Settings(_Strict):
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     allocation: AllocationConfig = Field(default_factory=AllocationConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
+    bills: BillsConfig = Field(default_factory=BillsConfig)
 
     @field_validator("sources")
     @classmethod

@@ -1371,6 +1371,64 @@ class Service:
             )
         return out
 
+    def tags_report(
+        self, *, required: Sequence[str] | None = None, window: str | None = None, top: int = 10
+    ) -> dict[str, Any]:
+        """Per currency, the share of billed cost whose lines carry every required tag (and
+        each tag alone), and the largest resources missing one."""
+        tags = list(required or self.settings.bills.required_tags)
+        where, params = "", []
+        if window:
+            win = Window.parse(window)
+            where, params = (
+                "WHERE charge_period_start_ms >= ? AND charge_period_start_ms < ?",
+                [
+                    win.start_ms,
+                    win.end_ms,
+                ],
+            )
+
+        def has(tag: str) -> str:
+            return f"coalesce(tags['{tag.replace(chr(39), chr(39) * 2)}'], '') <> ''"
+
+        every = " AND ".join(has(t) for t in tags) or "TRUE"
+        per_tag = ", ".join(f"sum(CASE WHEN {has(t)} THEN billed_cost ELSE 0 END)" for t in tags)
+        rows = self.store.raw(
+            f"SELECT billing_currency, sum(billed_cost), "
+            f"sum(CASE WHEN {every} THEN billed_cost ELSE 0 END), {per_tag} "
+            f"FROM cost_lines {where} GROUP BY 1 ORDER BY 1",
+            params,
+        )
+        out: dict[str, Any] = {"required_tags": tags, "currencies": []}
+        for row in rows:
+            currency, total, tagged = row[0], row[1] or Decimal(0), row[2] or Decimal(0)
+            share = float(tagged / total) if total else None
+            out["currencies"].append(
+                {
+                    "currency": currency,
+                    "billed_cost": float(total),
+                    "tagged_cost": float(tagged),
+                    "tagged_share": share,
+                    "by_tag": {
+                        t: (float(v / total) if total else None)
+                        for t, v in zip(tags, row[3:], strict=True)
+                    },
+                }
+            )
+        amp = " AND " if where else "WHERE "
+        untagged = self.store.raw(
+            f"SELECT resource_id, provider, service_name, billing_currency, sum(billed_cost) "
+            f"FROM cost_lines {where}{amp}NOT ({every}) AND resource_id IS NOT NULL "
+            f"GROUP BY ALL ORDER BY 5 DESC, 1 LIMIT {int(top)}",
+            params,
+        )
+        out["largest_untagged"] = [
+            {"resource_id": r[0], "provider": r[1], "service": r[2], "currency": r[3],
+             "billed_cost": float(r[4])}
+            for r in untagged
+        ]  # fmt: skip
+        return out
+
     def load_fleet(self, fleet: Fleet, seed: int, progress: Progress | None = None) -> int:
         """Write a synthetic fleet (demo, tests, benchmarks) into the store."""
         store = self.store

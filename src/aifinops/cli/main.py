@@ -32,6 +32,8 @@ bills_app = typer.Typer(
     no_args_is_help=True, help="Bills: FOCUS cost lines and what they add up to."
 )
 app.add_typer(bills_app, name="bills")
+tags_app = typer.Typer(no_args_is_help=True, help="Tag compliance of the bills.")
+app.add_typer(tags_app, name="tags")
 prices_app = typer.Typer(no_args_is_help=True, help="The GPU price catalog, and what is unpriced.")
 app.add_typer(prices_app, name="prices")
 
@@ -308,6 +310,35 @@ def bills_summary(
     cols = tuple(dict.fromkeys([*(k for r in rows for k in r["key"]), "billed_cost",
                                 "effective_cost", "list_cost", "currency"]))  # fmt: skip
     _emit(flat, cols, fmt, "Bills")
+
+
+@tags_app.command("report")
+def tags_report(
+    tag: Annotated[
+        list[str] | None, typer.Option(help="Required tags (default: bills.required_tags).")
+    ] = None,
+    window: Annotated[str | None, typer.Option(help="START,END of charge periods.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+) -> None:
+    """Share of billed cost carrying the required tags, and the largest untagged resources."""
+    import json
+
+    svc = _service()
+    try:
+        report = svc.tags_report(required=tag, window=window)
+    finally:
+        svc.close()
+    if fmt is Format.json:
+        _console().file.write(json.dumps(report, indent=2) + "\n")
+        return
+    for c in report["currencies"]:
+        share = "–" if c["tagged_share"] is None else f"{c['tagged_share']:.1%}"
+        _console().print(
+            f"{c['currency']}: {share} of {c['billed_cost']:,.2f} billed carries all of "
+            + ", ".join(report["required_tags"])
+        )
+    _emit(report["largest_untagged"], ("resource_id", "provider", "service", "billed_cost",
+                                       "currency"), fmt, "Largest untagged resources")  # fmt: skip
 
 
 @ingest_app.command("opencost")
