@@ -38,7 +38,14 @@ from aifinops.core.pricing import (
     resolve_node_price,
     same_gpu,
 )
-from aifinops.core.windows import Window, align_up, from_ms, parse_duration, parse_instant
+from aifinops.core.windows import (
+    Window,
+    align_up,
+    from_ms,
+    iso_ms,
+    parse_duration,
+    parse_instant,
+)
 from aifinops.errors import AifinopsError, InputError, UsageError
 from aifinops.sources import dcgm, facts, inference, opencost, prometheus, slurm
 from aifinops.sources import registry as source_registry
@@ -232,8 +239,7 @@ class Service:
         result = IngestResult(
             "nvidia-smi", str(path), "unchanged", node=host, notes=list(log.warnings)
         )
-        if self._already(digest):
-            result.notes.append("these logs were ingested before; nothing changed")
+        if self._already(digest, result, "these logs were"):
             return result
         held = assign_holders(log, host, owner_rows)
         models = {m for m in held.gpus.values() if m}
@@ -264,20 +270,12 @@ class Service:
         for path in paths:
             digest = _digest([path], extra="kubernetes")
             result = IngestResult("kubernetes", str(path), "unchanged")
-            if self._already(digest):
-                result.notes.append("this file was ingested before; nothing changed")
+            if self._already(digest, result, "this file was"):
                 results.append(result)
                 continue
             objects = read_dump(path)
             with self.store.transaction():
-                self._merge_nodes(objects.nodes, prefer_new=True)
-                self._merge_workloads(objects.pods, prefer_new=True)
-                if objects.namespaces:
-                    self.store.upsert_arrow(
-                        "namespaces",
-                        facts.rows_table(objects.namespaces, facts.NAMESPACES),
-                        "namespace",
-                    )
+                self._merge_kube(objects)
                 self._log(
                     digest,
                     "kubernetes",
@@ -324,8 +322,7 @@ class Service:
                 f"dcgm|{at_ms}|{interval_ms}|{host}|".encode() + text.encode()
             ).hexdigest()
             result = IngestResult("dcgm", src, "unchanged")
-            if self._already(digest):
-                result.notes.append("this scrape was ingested before; nothing changed")
+            if self._already(digest, result, "this scrape was"):
                 results.append(result)
                 continue
             scrapes = dcgm.read_scrapes(text, src, at_ms, default_host=host)
@@ -464,8 +461,7 @@ class Service:
             key = digest.hexdigest()
             result.window = (win.start_ms, win.end_ms)
             result.notes += notes + [f"gap {g}" for g in gaps]
-            if self._already(key):
-                result.notes.append("the same data was ingested before; nothing changed")
+            if self._already(key, result, "the same data was"):
                 return result
             with self.store.transaction():
                 node_ids = sorted(nodes)
@@ -637,8 +633,7 @@ class Service:
         for path in paths:
             digest = _digest([path], extra=f"slurm|{timezone}")
             result = IngestResult("slurm", str(path), "unchanged")
-            if self._already(digest):
-                result.notes.append("this file was ingested before; nothing changed")
+            if self._already(digest, result, "this file was"):
                 results.append(result)
                 continue
             acct = slurm.read_sacct(path, timezone)
@@ -719,8 +714,7 @@ class Service:
                 f"inference|{at_ms}|{server}|{pod}|{model}|".encode() + text.encode()
             ).hexdigest()
             result = IngestResult("inference", src, "unchanged")
-            if self._already(digest):
-                result.notes.append("this scrape was ingested before; nothing changed")
+            if self._already(digest, result, "this scrape was"):
                 results.append(result)
                 continue
             counters = inference.read_counters(text, src, server, model)
@@ -802,7 +796,8 @@ class Service:
         client = api or kube_api.KubeApi(kubeconfig, context, in_cluster=in_cluster)
         result = IngestResult("kubernetes", client.server, "loaded")
         listing = client.list_all()
-        self._merge_kube(listing.objects)
+        with self.store.transaction():
+            self._merge_kube(listing.objects)
         counts = {k: len(v) for k, v in listing.raw.items()}
         result.rows = sum(counts.values())
         result.workloads = counts.get("Pod", 0)
@@ -830,7 +825,8 @@ class Service:
                 except kube_api.Expired:
                     relists += 1
                     items, versions[kind] = client.list(kind)
-                    self._merge_kube(kube_api.objects_from({"items": items}, client.server))
+                    with self.store.transaction():
+                        self._merge_kube(kube_api.objects_from({"items": items}, client.server))
                 self._apply_kube_events(changed)
                 events += len(changed)
             if events == before:
@@ -846,15 +842,13 @@ class Service:
         return result
 
     def _merge_kube(self, objects: Any) -> None:
-        with self.store.transaction():
-            self._merge_nodes(objects.nodes, prefer_new=True)
-            self._merge_workloads(objects.pods, prefer_new=True)
-            if objects.namespaces:
-                self.store.upsert_arrow(
-                    "namespaces",
-                    facts.rows_table(objects.namespaces, facts.NAMESPACES),
-                    "namespace",
-                )
+        """Nodes, pods and namespaces from Kubernetes (call inside a transaction)."""
+        self._merge_nodes(objects.nodes, prefer_new=True)
+        self._merge_workloads(objects.pods, prefer_new=True)
+        if objects.namespaces:
+            self.store.upsert_arrow(
+                "namespaces", facts.rows_table(objects.namespaces, facts.NAMESPACES), "namespace"
+            )
 
     def _apply_kube_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         from aifinops.sources import kube_api
@@ -869,10 +863,11 @@ class Service:
                 gone = kube_api.objects_from({"items": [obj]}, "watch").pods
                 for row in gone:
                     meta = obj.get("metadata") or {}
-                    end = _iso_ms(meta.get("deletionTimestamp")) or now_ms
+                    end = iso_ms(meta.get("deletionTimestamp")) or now_ms
                     row["end_ms"] = row.get("end_ms") or end
                 objects.pods += gone
-        self._merge_kube(objects)
+        with self.store.transaction():
+            self._merge_kube(objects)
 
     def ingest_opencost(self, sources: Sequence[str]) -> list[IngestResult]:
         """Import OpenCost `/allocation/compute` responses (files or URLs). An allocation
@@ -883,8 +878,7 @@ class Service:
             text, _ = self._read_source(src, None)
             digest = hashlib.sha256(b"opencost|" + text.encode()).hexdigest()
             result = IngestResult("opencost", src, "unchanged")
-            if self._already(digest):
-                result.notes.append("this response was imported before; nothing changed")
+            if self._already(digest, result, "this response was"):
                 results.append(result)
                 continue
             rows = opencost.read_allocations(text, src, wanted)
@@ -1011,8 +1005,7 @@ class Service:
         data = path.read_bytes()
         digest = hashlib.sha256(b"agent|" + data).hexdigest()
         result = IngestResult("agent", str(path), "unchanged")
-        if self._already(digest):
-            result.notes.append("this segment was stored before; nothing changed")
+        if self._already(digest, result, "this segment was"):
             return result
         records = []
         for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
@@ -1267,8 +1260,7 @@ class Service:
         for path in paths:
             digest = _digest([path], extra="focus")
             result = IngestResult("focus", str(path), "unchanged")
-            if self._already(digest):
-                result.notes.append("this file was ingested before; nothing changed")
+            if self._already(digest, result, "this file was"):
                 results.append(result)
                 continue
             read = focus.FocusRead()
@@ -1452,8 +1444,13 @@ class Service:
                     progress("samples", done, total)
         return rows
 
-    def _already(self, digest: str) -> bool:
-        return bool(self.store.raw("SELECT 1 FROM ingest_log WHERE input_hash = ?", [digest]))
+    def _already(self, digest: str, result: IngestResult | None = None, what: str = "") -> bool:
+        """Whether this input was stored before (by its content hash); if so, and a result is
+        given, it says so: the same input twice changes nothing."""
+        seen = bool(self.store.raw("SELECT 1 FROM ingest_log WHERE input_hash = ?", [digest]))
+        if seen and result is not None:
+            result.notes.append(f"{what} ingested before; nothing changed")
+        return seen
 
     def _log(
         self,
@@ -1886,12 +1883,6 @@ def source_kinds() -> list[source_registry.SourceKind]:
 
 def _iso(ms: int | None) -> str | None:
     return from_ms(ms).isoformat().replace("+00:00", "Z") if ms is not None else None
-
-
-def _iso_ms(text: str | None) -> int | None:
-    if not text:
-        return None
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _offer_dict(o: CatalogOffer) -> dict[str, Any]:

@@ -43,6 +43,17 @@ def parse_instant(text: str, *, what: str = "time") -> datetime:
     return value.astimezone(UTC)
 
 
+def iso_ms(text: str | None) -> int | None:
+    """An ISO 8601 time from an input file as epoch ms (naive = UTC); None for empty.
+    Raises ValueError for text that is not a time (callers name the file and line)."""
+    if not text:
+        return None
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
+
+
 def to_ms(value: datetime) -> int:
     return round(value.timestamp() * 1000)
 

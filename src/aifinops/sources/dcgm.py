@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
-
 from aifinops.sources.exposition import Exposition, finite, parse
-from aifinops.sources.facts import MICRO, usage_table
+from aifinops.sources.facts import MICRO, UsageRows
 
 SIGNALS = (
     ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 1.0),
@@ -178,12 +176,7 @@ class Facts:
 
 def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> Facts:
     """GPU samples (each scrape covers `interval_ms`), nodes, pods and energy readings."""
-    ts: list[int] = []
-    node: list[str] = []
-    gpu: list[str] = []
-    holder: list[str | None] = []
-    held: list[int] = []
-    used: list[int] = []
+    usage = UsageRows()
     nodes: dict[str, dict[str, Any]] = {}
     pods: dict[str, dict[str, Any]] = {}
     energy: list[dict[str, Any]] = []
@@ -223,44 +216,19 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> F
                     n["signals"].add(signal)
                 holders = sorted(inst.pods)
                 if not holders:
-                    _row(
-                        ts,
-                        node,
-                        gpu,
-                        holder,
-                        held,
-                        used,
-                        scrape.ts_ms,
-                        dev.host,
-                        gpu_id,
-                        None,
-                        share,
-                        0,
-                    )
+                    usage.add(scrape.ts_ms, dev.host, gpu_id, None, share, 0)
                     continue
                 each = share // len(holders)
                 for k, (ns, pod) in enumerate(holders):
                     part = each if k < len(holders) - 1 else share - each * (len(holders) - 1)
                     wid = f"{ns}/{pod}"
-                    _row(
-                        ts,
-                        node,
-                        gpu,
-                        holder,
-                        held,
-                        used,
-                        scrape.ts_ms,
-                        dev.host,
-                        gpu_id,
-                        wid,
-                        part,
-                        round(
-                            total
-                            * weight.numerator
-                            * (busy or 0.0)
-                            / (weight.denominator * len(holders))
-                        ),
+                    busy_u = round(
+                        total
+                        * weight.numerator
+                        * (busy or 0.0)
+                        / (weight.denominator * len(holders))
                     )
+                    usage.add(scrape.ts_ms, dev.host, gpu_id, wid, part, busy_u)
                     w = pods.setdefault(
                         wid,
                         {
@@ -283,20 +251,7 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> F
                     w["start_ms"] = min(w["start_ms"], scrape.ts_ms)
                     w["end_ms"] = max(w["end_ms"], scrape.ts_ms + interval_ms)
             if left > 0:  # MIG capacity not carved into any instance is idle
-                _row(
-                    ts,
-                    node,
-                    gpu,
-                    holder,
-                    held,
-                    used,
-                    scrape.ts_ms,
-                    dev.host,
-                    dev.uuid,
-                    None,
-                    left,
-                    0,
-                )
+                usage.add(scrape.ts_ms, dev.host, dev.uuid, None, left, 0)
             if ENERGY in dev.values or POWER in dev.values:
                 energy.append(
                     {
@@ -329,15 +284,7 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> F
             }
         )
     stamps = [s.ts_ms for s in scrapes]
-    table = usage_table(
-        np.array(ts, dtype=np.int64),
-        node,
-        gpu,
-        holder,
-        np.array(held, dtype=np.int64),
-        np.array(held, dtype=np.int64),
-        np.array(used, dtype=np.int64),
-    )
+    table = usage.table()
     return Facts(
         table,
         node_rows,
@@ -347,28 +294,6 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> F
         (max(stamps) + interval_ms) if stamps else 0,
         notes,
     )
-
-
-def _row(
-    ts: list[int],
-    node: list[str],
-    gpu: list[str],
-    holder: list[str | None],
-    held: list[int],
-    used: list[int],
-    t: int,
-    host: str,
-    gpu_id: str,
-    wid: str | None,
-    part: int,
-    busy: int,
-) -> None:
-    ts.append(t)
-    node.append(host)
-    gpu.append(gpu_id)
-    holder.append(wid)
-    held.append(part)
-    used.append(busy)
 
 
 __all__ = ["Exposition", "Facts", "Scrape", "mig_weight", "read_scrapes", "to_facts"]

@@ -154,6 +154,42 @@ def usage_table(
     )
 
 
+class UsageRows:
+    """GPU sample rows gathered one by one (a scrape, an agent record), then one table."""
+
+    def __init__(self) -> None:
+        self.ts: list[int] = []
+        self.node: list[str] = []
+        self.gpu: list[str] = []
+        self.holder: list[str | None] = []
+        self.req: list[int] = []
+        self.use: list[int] = []
+        self.used: list[int] = []
+
+    def add(
+        self,
+        ts_ms: int,
+        node: str,
+        gpu: str,
+        holder: str | None,
+        held_req_u: int,
+        used_u: int,
+        held_use_u: int | None = None,
+    ) -> None:
+        """One row; held and used in micro-ms; `held_use_u` defaults to the request share."""
+        self.ts.append(ts_ms)
+        self.node.append(node)
+        self.gpu.append(gpu)
+        self.holder.append(holder)
+        self.req.append(held_req_u)
+        self.use.append(held_req_u if held_use_u is None else held_use_u)
+        self.used.append(used_u)
+
+    def table(self) -> pa.Table:
+        ints = [np.array(x, dtype=np.int64) for x in (self.ts, self.req, self.use, self.used)]
+        return usage_table(ints[0], self.node, self.gpu, self.holder, ints[1], ints[2], ints[3])
+
+
 def rows_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     """Build a small fact table (nodes, workloads) from dicts; missing keys are null."""
     cols = {f.name: [r.get(f.name) for r in rows] for f in schema}

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aifinops.core.windows import iso_ms
 from aifinops.errors import InputError
 
 GPU = "nvidia.com/gpu"
@@ -184,8 +184,8 @@ def pod_row(item: dict[str, Any], where: str) -> dict[str, Any]:
         "name": name,
         "node_id": spec.get("nodeName"),
         "controller": _controller(owner, meta.get("labels") or {}),
-        "start_ms": _ms(status.get("startTime") or meta.get("creationTimestamp")),
-        "end_ms": _ms(end),
+        "start_ms": iso_ms(status.get("startTime") or meta.get("creationTimestamp")),
+        "end_ms": iso_ms(end),
         "gpu_request": gpu or None,
         "gpu_resource": gpu_resource,
         "cpu_request": cpu or None,
@@ -267,9 +267,3 @@ def _first(labels: dict[str, str], keys: tuple[str, ...]) -> str | None:
 
 def _str_map(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in (value or {}).items()}
-
-
-def _ms(text: str | None) -> int | None:
-    if not text:
-        return None
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)

@@ -279,8 +279,8 @@ def _read_passwd(path: Path) -> dict[int, str]:
             parts = line.split(":")
             if len(parts) > 2 and parts[2].isdigit():
                 users[int(parts[2])] = parts[0]
-    except OSError:
-        pass
+    except OSError:  # no passwd file: users are named by their uid
+        return users
     return users
 
 
@@ -441,17 +441,9 @@ def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> Segme
     (`request`) or its share of the processes' SM use (`usage`); busy time from GPM SM
     utilisation where the GPU has it, else NVML utilisation; a holder's own SM use where
     NVML reports it per process."""
-    import numpy as np
+    from aifinops.sources.facts import MICRO, UsageRows
 
-    from aifinops.sources.facts import MICRO, usage_table
-
-    ts: list[int] = []
-    node: list[str] = []
-    gpu: list[str] = []
-    holder: list[str | None] = []
-    req: list[int] = []
-    use: list[int] = []
-    used: list[int] = []
+    usage = UsageRows()
     nodes: dict[str, dict[str, Any]] = {}
     pods: dict[str, dict[str, Any]] = {}
     energy = []
@@ -479,9 +471,7 @@ def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> Segme
             else:
                 o["sm_known"] = False
         if not owners:
-            _append(
-                ts, node, gpu, holder, req, use, used, t, host, r["uuid"], None, total, total, 0
-            )
+            usage.add(t, host, r["uuid"], None, total, 0)
         else:
             ids = sorted(owners)
             k = len(ids)
@@ -499,8 +489,7 @@ def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> Segme
                 mine = (
                     dur * o["sm_sum"] / 100 * MICRO if o["sm_known"] and k > 1 else total * busy / k
                 )
-                row = (t, host, r["uuid"], w, even[i], shares[i], round(mine))
-                _append(ts, node, gpu, holder, req, use, used, *row)
+                usage.add(t, host, r["uuid"], w, even[i], round(mine), held_use_u=shares[i])
                 if w not in pods:
                     pods[w] = {
                         "workload_id": w,
@@ -540,32 +529,17 @@ def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> Segme
                 "source": source,
             }
         )
-    ints = [np.array(x, dtype=np.int64) for x in (ts, req, use, used)]
-    table = usage_table(ints[0], node, gpu, holder, ints[1], ints[2], ints[3])
+    table = usage.table()
     ends = [int(r["ts_ms"]) + int(r["dur_ms"]) for r in records]
     return SegmentFacts(
         table,
         node_rows,
         list(pods.values()),
         energy,
-        min(ts) if ts else 0,
+        min(usage.ts) if usage.ts else 0,
         max(ends) if ends else 0,
-        max(ts) if ts else 0,
+        max(usage.ts) if usage.ts else 0,
     )
-
-
-def _append(
-    ts: list[int], node: list[str], gpu: list[str], holder: list[str | None], req: list[int],
-    use: list[int], used: list[int], t: int, host: str, uuid: str, w: str | None,
-    r: int, u: int, busy: int,
-) -> None:  # fmt: skip
-    ts.append(t)
-    node.append(host)
-    gpu.append(uuid)
-    holder.append(w)
-    req.append(r)
-    use.append(u)
-    used.append(busy)
 
 
 def _finite(value: Any) -> bool:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
+from aifinops.core.windows import iso_ms
 from aifinops.errors import InputError
 from aifinops.sources.labels import map_labels
 
@@ -54,10 +54,6 @@ def read_allocations(text: str, where: str, wanted: Iterable[str] = ()) -> list[
     return rows
 
 
-def _ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-
 def _f(a: Mapping[str, Any], key: str) -> float:
     value = a.get(key)
     return float(value) if value not in (None, "") else 0.0
@@ -67,12 +63,14 @@ def _row(name: str, a: dict[str, Any], wanted: list[str]) -> dict[str, Any]:
     p = a.get("properties") or {}
     window = a.get("window") or {}
     start, end = a.get("start") or window.get("start"), a.get("end") or window.get("end")
+    if not start or not end:
+        raise ValueError("no start/end (or window) given")
     kind, ctrl = p.get("controllerKind"), p.get("controller")
     return {
         "source": "opencost",
         "name": name,
-        "start_ms": _ms(start),
-        "end_ms": _ms(end),
+        "start_ms": iso_ms(start),
+        "end_ms": iso_ms(end),
         "cluster": p.get("cluster"),
         "node_id": p.get("node"),
         "namespace": p.get("namespace"),

@@ -173,7 +173,7 @@ class PromClient:
 
 
 class _QueryError(Exception):
-    pass
+    """A request that failed after its retries (becomes a gap or an InputError)."""
 
 
 def _error_text(error: urllib.error.HTTPError) -> str:
