@@ -16,9 +16,8 @@ from aifinops.config import load_settings
 from aifinops.core.windows import from_ms
 from aifinops.errors import ConfigError
 from aifinops.service import Service
-from aifinops.sources.capture import CAPTURE_HOST, owners_from_events
-from tests.conftest import H100, PrometheusServer, Served, free_port
-from tests.test_prometheus import NS, PRICES, capture_openmetrics
+from tests.conftest import Served, free_port
+from tests.test_prometheus import PRICES, capture_prometheus
 
 SCRAPE = (
     'DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-1",Hostname="n1",modelName="NVIDIA H100 80GB HBM3",'
@@ -92,20 +91,8 @@ def test_intervals_decide_what_runs(tmp_path: Path, served: Served) -> None:
 
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("collect-prom")
-    cfg = tmp / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump(PRICES))
-    files = Service(load_settings(cfg, env={}, flags={"db": str(tmp / "files.duckdb")}))
-    files.ingest_nvidia_smi(
-        H100, host=CAPTURE_HOST, owners=owners_from_events(H100 / "workload_events.jsonl", NS)
-    )
-    text, start, end, _ = capture_openmetrics(files)
-    files.close()
-    server = PrometheusServer(tmp / "server", text)
-    try:
-        yield {"url": server.url, "start": start, "end": end}
-    finally:
-        server.close()
+    with capture_prometheus(tmp_path_factory.mktemp("collect-prom")) as served:
+        yield served
 
 
 def test_prometheus_checkpoint_survives_a_restart(prom: dict[str, Any], tmp_path: Path) -> None:

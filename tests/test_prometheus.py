@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from aifinops.core.windows import from_ms
 from aifinops.errors import InputError
@@ -105,15 +107,13 @@ def capture_openmetrics(file_svc: Any) -> tuple[str, int, int, int]:
     return "\n".join(out) + "\n", first * 1000, (last + 1) * 1000, len(seconds)
 
 
-@pytest.fixture(scope="module")
-def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@contextmanager
+def capture_prometheus(tmp: Path) -> Iterator[dict[str, Any]]:
+    """A real Prometheus holding the capture's series, and the file ingest they came from."""
     from aifinops.config import load_settings
     from aifinops.service import Service
 
-    tmp = tmp_path_factory.mktemp("prom")
     cfg = tmp / "cfg.yaml"
-    import yaml
-
     cfg.write_text(yaml.safe_dump(PRICES))
     file_svc = Service(load_settings(cfg, env={}, flags={"db": str(tmp / "files.duckdb")}))
     file_svc.ingest_nvidia_smi(
@@ -126,6 +126,12 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         server.close()
         file_svc.close()
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with capture_prometheus(tmp_path_factory.mktemp("prom")) as served:
+        yield served
 
 
 def _window(start: int, end: int) -> str:
