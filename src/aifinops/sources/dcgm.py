@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any
 
 from aifinops.sources.exposition import Exposition, finite, parse
-from aifinops.sources.facts import MICRO, UsageRows
+from aifinops.sources.facts import MICRO, SampleFacts, UsageRows
 
 SIGNALS = (
     ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 1.0),
@@ -163,18 +163,7 @@ def usage_signal(inst: Instance, device: Device) -> tuple[str | None, float | No
     return None, None
 
 
-@dataclass
-class Facts:
-    usage: Any  # pa.Table (GPU_USAGE)
-    nodes: list[dict[str, Any]]
-    workloads: list[dict[str, Any]]
-    energy: list[dict[str, Any]]
-    start_ms: int
-    end_ms: int
-    notes: list[str]
-
-
-def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> Facts:
+def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> SampleFacts:
     """GPU samples (each scrape covers `interval_ms`), nodes, pods and energy readings."""
     usage = UsageRows()
     nodes: dict[str, dict[str, Any]] = {}
@@ -285,7 +274,7 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> F
         )
     stamps = [s.ts_ms for s in scrapes]
     table = usage.table()
-    return Facts(
+    return SampleFacts(
         table,
         node_rows,
         list(pods.values()),
@@ -293,7 +282,8 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> F
         min(stamps) if stamps else 0,
         (max(stamps) + interval_ms) if stamps else 0,
         notes,
+        max(stamps) if stamps else 0,
     )
 
 
-__all__ = ["Exposition", "Facts", "Scrape", "mig_weight", "read_scrapes", "to_facts"]
+__all__ = ["Exposition", "SampleFacts", "Scrape", "mig_weight", "read_scrapes", "to_facts"]

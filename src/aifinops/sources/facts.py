@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,21 @@ def usage_table(
         ],
         schema=GPU_USAGE,
     )
+
+
+@dataclass
+class SampleFacts:
+    """What a telemetry read gives the store: GPU samples with holders, the nodes and
+    workloads it saw, energy readings, the span it covers and what was wrong with it."""
+
+    usage: pa.Table  # GPU_USAGE
+    nodes: list[dict[str, Any]]
+    workloads: list[dict[str, Any]]
+    energy: list[dict[str, Any]]
+    start_ms: int
+    end_ms: int
+    notes: list[str] = field(default_factory=list)
+    last_ts_ms: int = 0  # the newest sample's start: a re-sent batch replaces [start, last]
 
 
 class UsageRows:

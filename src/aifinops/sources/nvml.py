@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from aifinops.errors import InputError
+from aifinops.sources.facts import MICRO, SampleFacts, UsageRows
 
 GPM_SM = "NVML_GPM_METRIC_SM_UTIL"
 SIGNAL_GPM = "NVML_GPM_METRIC_SM_UTIL"
@@ -425,24 +426,11 @@ class Agent:
 
 
 # -- records -> facts -------------------------------------------------------------------------
-@dataclass
-class SegmentFacts:
-    usage: Any  # pa.Table (GPU_USAGE)
-    nodes: list[dict[str, Any]]
-    workloads: list[dict[str, Any]]
-    energy: list[dict[str, Any]]
-    start_ms: int
-    end_ms: int
-    last_ts_ms: int  # samples are keyed by their start: a re-sent segment replaces [start, last]
-
-
-def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> SegmentFacts:
+def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> SampleFacts:
     """GPU samples with holders from agent records. Each holder's time: an even share
     (`request`) or its share of the processes' SM use (`usage`); busy time from GPM SM
     utilisation where the GPU has it, else NVML utilisation; a holder's own SM use where
     NVML reports it per process."""
-    from aifinops.sources.facts import MICRO, UsageRows
-
     usage = UsageRows()
     nodes: dict[str, dict[str, Any]] = {}
     pods: dict[str, dict[str, Any]] = {}
@@ -531,14 +519,14 @@ def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> Segme
         )
     table = usage.table()
     ends = [int(r["ts_ms"]) + int(r["dur_ms"]) for r in records]
-    return SegmentFacts(
+    return SampleFacts(
         table,
         node_rows,
         list(pods.values()),
         energy,
         min(usage.ts) if usage.ts else 0,
         max(ends) if ends else 0,
-        max(usage.ts) if usage.ts else 0,
+        last_ts_ms=max(usage.ts) if usage.ts else 0,
     )
 
 

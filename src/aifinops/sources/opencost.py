@@ -10,24 +10,19 @@ own `__idle__` and `__unallocated__` entries keep their meaning.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aifinops.core.windows import iso_ms
 from aifinops.errors import InputError
+from aifinops.sources.inputs import load_json
 from aifinops.sources.labels import map_labels
 
 _OTHER = ("pvCost", "networkCost", "loadBalancerCost", "sharedCost", "externalCost")
 
 
 def read_allocations(text: str, where: str, wanted: Iterable[str] = ()) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"not valid JSON (truncated?): {error.msg} at line {error.lineno}", where=where
-        ) from error
+    doc = load_json(text, where)
     if isinstance(doc, dict) and doc.get("code", 200) != 200:
         message = doc.get("message") or doc.get("error")
         raise InputError(f"OpenCost answered code {doc.get('code')}: {message}", where=where)

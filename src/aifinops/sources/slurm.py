@@ -8,7 +8,6 @@ account is the team, the user the owner; partition, QOS and GPU type are labels.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aifinops.errors import InputError
+from aifinops.sources.inputs import load_json
 
 _MEM = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0, "P": 1024.0**2}
 
@@ -113,12 +113,7 @@ def read_sacct(path: Path, timezone: str = "UTC") -> Accounting:
 
 # -- sacct --json ----------------------------------------------------------------------------
 def _from_json(text: str, where: str) -> Accounting:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"not valid JSON (truncated?): {error.msg} at line {error.lineno}", where=where
-        ) from error
+    doc = load_json(text, where)
     raw_jobs = doc.get("jobs") if isinstance(doc, dict) else doc
     if not isinstance(raw_jobs, list):
         raise InputError("no `jobs` list in this JSON", where=where, hint="use `sacct --json`")
