@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from aifinops.core.pricing import normalise_gpu_model  # noqa: E402
+from aifinops.sources.price_apis import gcp_offers_from_skus  # noqa: E402
 
 OUT = ROOT / "src" / "aifinops" / "data" / "catalog.csv"
 COLUMNS = [
@@ -101,66 +102,34 @@ def fullstack(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _unit_price(sku: dict) -> tuple[str, Decimal]:
-    info = sku["pricingInfo"][0]
-    rate = info["pricingExpression"]["tieredRates"][-1]["unitPrice"]
-    value = Decimal(rate["units"]) + Decimal(rate["nanos"]) / Decimal(10**9)
-    return rate["currencyCode"], value
-
-
-A2 = {  # machine type -> (A100 40GB GPUs, vCPUs, GB of memory): Google's published shapes
-    "a2-highgpu-1g": (1, 12, 85),
-    "a2-highgpu-2g": (2, 24, 170),
-    "a2-highgpu-4g": (4, 48, 340),
-    "a2-highgpu-8g": (8, 96, 680),
-    "a2-megagpu-16g": (16, 96, 1360),
-}
-
-
 def gcp(path: Path) -> list[dict[str, str]]:
-    doc = json.loads(path.read_text())
-    prices: dict[tuple[str, str], Decimal] = {}
-    as_of: dict[str, str] = {}
-    for sku in doc["skus"]:
-        currency, value = _unit_price(sku)
-        desc = sku["description"]
-        if currency != "USD" or sku["category"]["usageType"] != "OnDemand":
-            continue
-        kind = (
-            "gpu" if "A100" in desc and sku["category"]["resourceGroup"] == "GPU"
-            else "core" if desc.startswith("A2 Instance Core")
-            else "ram" if desc.startswith("A2 Instance Ram")
-            else None
-        )  # fmt: skip
-        if kind is None:
-            continue
-        for region in sku["serviceRegions"]:
-            prices[(region, kind)] = value
-            as_of[region] = sku["pricingInfo"][0].get("effectiveTime", "")[:10]
+    """The A2 machine types per region, priced from the SKUs by the same code the live
+    Billing Catalog API client uses, and each region's per-GPU A100 price."""
+    source = f"{path.parent.name}/{path.name}"
+    offers = gcp_offers_from_skus(json.loads(path.read_text())["skus"], source)
     rows = []
-    for region in sorted({r for r, _ in prices}):
-        gpu, core, ram = (prices.get((region, k)) for k in ("gpu", "core", "ram"))
-        if gpu is None:
-            continue
+    for region in sorted({o.region for o in offers if o.region}):
+        first = next(o for o in offers if o.region == region)
+        gpu = first.gpu_component_hourly
         rows.append(
             {"provider": "gcp", "region": region, "instance_type": "", "gpu_model": "A100 40GB",
              "gpu_count": "1", "vcpus": "", "memory_gib": "", "on_demand_hourly": money(gpu),
              "spot_hourly": "", "commit_1y_hourly": "", "commit_3y_hourly": "",
              "per_gpu_hourly": money(gpu), "gpu_component_hourly": money(gpu),
-             "source": f"{path.parent.name}/{path.name}", "as_of": as_of[region]}
+             "source": source, "as_of": first.as_of}
         )  # fmt: skip
-        if core is None or ram is None:
-            continue
-        for machine, (gpus, vcpus, mem) in A2.items():
-            total = gpu * gpus + core * vcpus + ram * mem
-            rows.append(
-                {"provider": "gcp", "region": region, "instance_type": machine,
-                 "gpu_model": "A100 40GB", "gpu_count": str(gpus), "vcpus": str(vcpus),
-                 "memory_gib": str(mem), "on_demand_hourly": money(total), "spot_hourly": "",
-                 "commit_1y_hourly": "", "commit_3y_hourly": "", "per_gpu_hourly": money(gpu),
-                 "gpu_component_hourly": money(gpu),
-                 "source": f"{path.parent.name}/{path.name}", "as_of": as_of[region]}
-            )  # fmt: skip
+    for o in offers:
+        rows.append(
+            {"provider": "gcp", "region": o.region or "", "instance_type": o.instance_type,
+             "gpu_model": o.gpu_model or "", "gpu_count": str(o.gpu_count),
+             "vcpus": str(o.vcpus), "memory_gib": str(o.memory_gib),
+             "on_demand_hourly": money(o.on_demand_hourly), "spot_hourly": money(o.spot_hourly),
+             "commit_1y_hourly": money(o.commit_1y_hourly),
+             "commit_3y_hourly": money(o.commit_3y_hourly),
+             "per_gpu_hourly": money(o.per_gpu_hourly),
+             "gpu_component_hourly": money(o.gpu_component_hourly), "source": source,
+             "as_of": o.as_of}
+        )  # fmt: skip
     return rows
 
 
