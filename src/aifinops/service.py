@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from aifinops.bills_service import BillsService
 from aifinops.config import Settings
 from aifinops.core.attribution import resolve_dimensions
 from aifinops.core.model import (
@@ -109,7 +110,7 @@ def _table_digest(table: pa.Table) -> str:
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
-class Service:
+class Service(BillsService):
     def __init__(self, settings: Settings, *, clock: Callable[[], datetime] | None = None):
         self.settings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -1247,179 +1248,6 @@ class Service:
                 raise
             return [result], end
         raise UsageError(f"kind {src.kind!r} cannot be collected", where=f"sources.{src.name}")
-
-    # -- bills ------------------------------------------------------------------------
-    def ingest_focus(
-        self, paths: Iterable[Path], progress: Progress | None = None
-    ) -> list[IngestResult]:
-        """Load FOCUS datasets. The same file twice changes nothing; a file that delivers a
-        billing period again (provider, account, period) replaces it, and says by how much."""
-        from aifinops.sources import focus
-
-        results = []
-        for path in paths:
-            digest = _digest([path], extra="focus")
-            result = IngestResult("focus", str(path), "unchanged")
-            if self._already(digest, result, "this file was"):
-                results.append(result)
-                continue
-            read = focus.FocusRead()
-            stage = self.store.stage("focus", focus.COST_LINES)
-            try:
-                for n, batch in enumerate(focus.read_focus(path, read=read)):
-                    self.store.stage_append(stage, batch)
-                    if progress:
-                        progress("cost lines", read.rows, n + 1)
-                with self.store.transaction():
-                    for provider, account, start in sorted(read.periods):
-                        before = self.store.raw(
-                            "SELECT count(*), sum(billed_cost) FROM cost_lines WHERE "
-                            "provider IS NOT DISTINCT FROM ? AND billing_account_id IS NOT "
-                            "DISTINCT FROM ? AND coalesce(billing_period_start_ms, "
-                            "charge_period_start_ms) = ?",
-                            [provider or None, account or None, start],
-                        )[0]
-                        if before[0]:
-                            after = self.store.raw(
-                                f"SELECT sum(billed_cost) FROM {stage} WHERE provider IS NOT "
-                                "DISTINCT FROM ? AND billing_account_id IS NOT DISTINCT FROM ? "
-                                "AND coalesce(billing_period_start_ms, charge_period_start_ms) = ?",
-                                [provider or None, account or None, start],
-                            )[0][0]
-                            self.store.raw(
-                                "DELETE FROM cost_lines WHERE provider IS NOT DISTINCT FROM ? "
-                                "AND billing_account_id IS NOT DISTINCT FROM ? AND "
-                                "coalesce(billing_period_start_ms, charge_period_start_ms) = ?",
-                                [provider or None, account or None, start],
-                            )
-                            result.notes.append(
-                                f"restated: {provider} account {account} period "
-                                f"{from_ms(start).date()}: billed {before[1]:.2f} -> {after:.2f}"
-                            )
-                    self.store.raw(f"INSERT INTO cost_lines SELECT * FROM {stage}")
-                    self._log(digest, "focus", str(path), None, None, None, read.rows)
-            finally:
-                self.store.drop_stage(stage)
-            result.status, result.rows = "loaded", read.rows
-            result.notes += read.problems[:50]
-            if read.duplicates:
-                result.notes.append(
-                    f"{read.duplicates} line(s) repeated within the file were counted once"
-                )
-            results.append(result)
-        return results
-
-    def bills_summary(
-        self, *, by: Sequence[str] = ("provider",), window: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Billed, effective and list cost grouped by provider, service, account or day —
-        always per currency: amounts in different currencies are never added together."""
-        dims = {
-            "provider": "provider",
-            "service": "service_name",
-            "account": "billing_account_id",
-            "currency": "billing_currency",
-            "day": None,
-            "category": "service_category",
-        }
-        for d in by:
-            if d not in dims:
-                raise UsageError(f"cannot group bills by {d!r}", where="--by",
-                                 hint=", ".join(dims))  # fmt: skip
-        t = self.store.table("cost_lines")
-        if window:
-            win = Window.parse(window)
-            t = t.filter(
-                (t.charge_period_start_ms >= win.start_ms) & (t.charge_period_start_ms < win.end_ms)
-            )
-        keys = {}
-        for d in by:
-            if d == "day":
-                keys["day"] = (t.charge_period_start_ms // 86_400_000 * 86_400_000).cast("int64")
-            else:
-                keys[d] = t[dims[d]]
-        if "currency" not in keys:
-            keys["currency"] = t.billing_currency
-        grouped = t.group_by([v.name(k) for k, v in keys.items()]).aggregate(
-            billed_cost=t.billed_cost.sum(),
-            effective_cost=t.effective_cost.sum(),
-            list_cost=t.list_cost.sum(),
-        )
-        rows = self.store.con.to_pyarrow(grouped.order_by(list(keys))).to_pylist()
-        out = []
-        for r in rows:
-            key = {k: r[k] for k in keys if k != "currency" or "currency" in by}
-            if "day" in key and key["day"] is not None:
-                key["day"] = from_ms(key["day"]).date().isoformat()
-            out.append(
-                {
-                    "key": key,
-                    "billed_cost": float(r["billed_cost"] or 0),
-                    "effective_cost": float(r["effective_cost"] or 0),
-                    "list_cost": float(r["list_cost"] or 0),
-                    "currency": r["currency"],
-                    "_billed": r["billed_cost"],
-                }
-            )
-        return out
-
-    def tags_report(
-        self, *, required: Sequence[str] | None = None, window: str | None = None, top: int = 10
-    ) -> dict[str, Any]:
-        """Per currency, the share of billed cost whose lines carry every required tag (and
-        each tag alone), and the largest resources missing one."""
-        tags = list(required or self.settings.bills.required_tags)
-        where, params = "", []
-        if window:
-            win = Window.parse(window)
-            where, params = (
-                "WHERE charge_period_start_ms >= ? AND charge_period_start_ms < ?",
-                [
-                    win.start_ms,
-                    win.end_ms,
-                ],
-            )
-
-        def has(tag: str) -> str:
-            return f"coalesce(tags['{tag.replace(chr(39), chr(39) * 2)}'], '') <> ''"
-
-        every = " AND ".join(has(t) for t in tags) or "TRUE"
-        per_tag = ", ".join(f"sum(CASE WHEN {has(t)} THEN billed_cost ELSE 0 END)" for t in tags)
-        rows = self.store.raw(
-            f"SELECT billing_currency, sum(billed_cost), "
-            f"sum(CASE WHEN {every} THEN billed_cost ELSE 0 END), {per_tag} "
-            f"FROM cost_lines {where} GROUP BY 1 ORDER BY 1",
-            params,
-        )
-        out: dict[str, Any] = {"required_tags": tags, "currencies": []}
-        for row in rows:
-            currency, total, tagged = row[0], row[1] or Decimal(0), row[2] or Decimal(0)
-            share = float(tagged / total) if total else None
-            out["currencies"].append(
-                {
-                    "currency": currency,
-                    "billed_cost": float(total),
-                    "tagged_cost": float(tagged),
-                    "tagged_share": share,
-                    "by_tag": {
-                        t: (float(v / total) if total else None)
-                        for t, v in zip(tags, row[3:], strict=True)
-                    },
-                }
-            )
-        amp = " AND " if where else "WHERE "
-        untagged = self.store.raw(
-            f"SELECT resource_id, provider, service_name, billing_currency, sum(billed_cost) "
-            f"FROM cost_lines {where}{amp}NOT ({every}) AND resource_id IS NOT NULL "
-            f"GROUP BY ALL ORDER BY 5 DESC, 1 LIMIT {int(top)}",
-            params,
-        )
-        out["largest_untagged"] = [
-            {"resource_id": r[0], "provider": r[1], "service": r[2], "currency": r[3],
-             "billed_cost": float(r[4])}
-            for r in untagged
-        ]  # fmt: skip
-        return out
 
     def load_fleet(self, fleet: Fleet, seed: int, progress: Progress | None = None) -> int:
         """Write a synthetic fleet (demo, tests, benchmarks) into the store."""

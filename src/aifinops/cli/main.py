@@ -264,11 +264,7 @@ def ingest_inference(
         svc.close()
 
 
-@ingest_app.command("focus")
-def ingest_focus(
-    files: Annotated[list[Path], typer.Argument(help="FOCUS 1.0-1.3 datasets, CSV or Parquet.")],
-) -> None:
-    """Load FOCUS cost and usage datasets (a re-delivered billing period replaces the old)."""
+def _ingest_bills(kind: str, files: list[Path], options: dict[str, str] | None = None) -> None:
     from rich.progress import Progress
 
     svc = _service()
@@ -279,9 +275,48 @@ def ingest_focus(
             def progress(what: str, done: int, total: int) -> None:
                 bar.update(task, completed=done, description=f"{what}: {done:,}")
 
-            _report_ingest(svc.ingest_focus(files, progress=progress))
+            _report_ingest(svc.ingest_bills(kind, files, options=options, progress=progress))
     finally:
         svc.close()
+
+
+_BILL_FILES = "Files of one delivery (CSV, gzipped CSV or Parquet); parts of one period together."
+
+
+@ingest_app.command("focus")
+def ingest_focus(
+    files: Annotated[list[Path], typer.Argument(help="FOCUS 1.0-1.3 datasets, CSV or Parquet.")],
+) -> None:
+    """Load FOCUS cost and usage datasets (a re-delivered billing period replaces the old)."""
+    _ingest_bills("focus", files)
+
+
+@ingest_app.command("cur")
+def ingest_cur(files: Annotated[list[Path], typer.Argument(help=_BILL_FILES)]) -> None:
+    """Load AWS Cost and Usage Reports, legacy (lineItem/...) or CUR 2.0 (line_item_...)."""
+    _ingest_bills("cur", files)
+
+
+class AzureDataset(StrEnum):
+    actual = "actual"
+    amortized = "amortized"
+
+
+@ingest_app.command("azure")
+def ingest_azure(
+    files: Annotated[list[Path], typer.Argument(help=_BILL_FILES)],
+    dataset: Annotated[
+        AzureDataset, typer.Option(help="actual (invoiced) or amortized cost export.")
+    ] = AzureDataset.actual,
+) -> None:
+    """Load Azure EA / MCA / pay-as-you-go cost exports (any header spelling)."""
+    _ingest_bills("azure", files, {"dataset": dataset.value})
+
+
+@ingest_app.command("oci")
+def ingest_oci(files: Annotated[list[Path], typer.Argument(help=_BILL_FILES)]) -> None:
+    """Load Oracle Cloud cost reports (reports/cost-csv)."""
+    _ingest_bills("oci", files)
 
 
 @bills_app.command("summary")

@@ -1,0 +1,244 @@
+"""The bills part of the service façade: ingest bills, summarise them, check tags.
+
+`Service` inherits these methods; they use its store, clock and ingest log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aifinops.core.windows import Window, from_ms
+from aifinops.errors import UsageError
+
+if TYPE_CHECKING:
+    from aifinops.config import Settings
+    from aifinops.service import IngestResult
+    from aifinops.store.db import Store
+
+Progress = Callable[[str, int, int], None]
+_PERIOD = "coalesce(billing_period_start_ms, charge_period_start_ms)"
+_SAME_PERIOD = (
+    "provider IS NOT DISTINCT FROM ? AND billing_account_id IS NOT DISTINCT FROM ? "
+    f"AND {_PERIOD} = ?"
+)
+
+
+class BillsService:
+    settings: Settings
+    store: Store
+
+    # provided by Service
+    def _already(self, digest: str, result: Any = None, what: str = "") -> bool:
+        raise NotImplementedError
+
+    def _log(self, digest: str, kind: str, path: str, node: str | None, start: int | None,
+             end: int | None, rows: int) -> None:  # fmt: skip
+        raise NotImplementedError
+
+    # -- ingest -----------------------------------------------------------------------
+    def ingest_focus(
+        self, paths: Iterable[Path], progress: Progress | None = None
+    ) -> list[IngestResult]:
+        return self.ingest_bills("focus", paths, progress=progress)
+
+    def ingest_bills(
+        self,
+        kind: str,
+        paths: Iterable[Path],
+        *,
+        options: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> list[IngestResult]:
+        """Load bill files of one format as one delivery. A file stored before changes
+        nothing; a delivery that carries a billing period again (provider, account, period)
+        replaces what was stored for it and says by how much; a line repeated within the
+        delivery counts once."""
+        from aifinops.service import IngestResult, _digest
+        from aifinops.sources import bills
+
+        formats = bills.formats()
+        if kind not in formats:
+            raise UsageError(f"unknown bill format {kind!r}", hint=", ".join(formats))
+        fmt = formats[kind]
+        options = dict(options or {})
+        results: list[IngestResult] = []
+        todo = []
+        for path in paths:
+            digest = _digest([path], extra=f"{kind}|{sorted(options.items())}")
+            result = IngestResult(kind, str(path), "unchanged")
+            if self._already(digest, result, "this file was"):
+                results.append(result)
+            else:
+                todo.append((path, digest, result))
+        if not todo:
+            return results
+        stage = self.store.stage("bills", bills.COST_LINES)
+        try:
+            done = 0
+            for path, _, result in todo:
+                read = bills.BillRead()
+                for n, batch in enumerate(bills.read_bill(path, fmt, options=options, read=read)):
+                    self.store.stage_append(stage, batch)
+                    done += batch.num_rows
+                    if progress:
+                        progress("cost lines", done, n + 1)
+                result.notes += read.problems
+                if read.skipped > len(read.problems):
+                    result.notes.append(f"{read.skipped} line(s) skipped in all")
+                (dups,) = self.store.raw(
+                    f'SELECT count(*) - count(DISTINCT line_hash) FROM "{stage}" WHERE source = ?',
+                    [path.name],
+                )[0]
+                result.rows = read.rows - dups
+                if dups:
+                    result.notes.append(
+                        f"{dups} line(s) repeated within the file were counted once"
+                    )
+            with self.store.transaction():
+                periods = self.store.raw(
+                    f'SELECT DISTINCT provider, billing_account_id, {_PERIOD} FROM "{stage}" '
+                    "ORDER BY 1, 2, 3"
+                )
+                first = todo[0][2]
+                for provider, account, start in periods:
+                    params = [provider, account, start]
+                    before = self.store.raw(
+                        "SELECT count(*), sum(billed_cost), string_agg(DISTINCT "
+                        f"billing_currency, '/') FROM cost_lines WHERE {_SAME_PERIOD}",
+                        params,
+                    )[0]
+                    if not before[0]:
+                        continue
+                    after = self.store.raw(
+                        f'SELECT sum(billed_cost) FROM "{stage}" WHERE {_SAME_PERIOD}', params
+                    )[0][0]
+                    self.store.raw(f"DELETE FROM cost_lines WHERE {_SAME_PERIOD}", params)
+                    first.notes.append(
+                        f"restated: {provider} account {account} period "
+                        f"{from_ms(start).date() if start is not None else '?'}: billed "
+                        f"{before[1]:.2f} -> {after:.2f} {before[2]}"
+                    )
+                self.store.raw(
+                    f'INSERT INTO cost_lines SELECT * FROM "{stage}" '
+                    "QUALIFY row_number() OVER (PARTITION BY line_hash ORDER BY source) = 1"
+                )
+                for path, digest, result in todo:
+                    self._log(digest, kind, str(path), None, None, None, result.rows)
+                    result.status = "loaded"
+        finally:
+            self.store.drop_stage(stage)
+        return results + [r for _, _, r in todo]
+
+    # -- reading the bills --------------------------------------------------------------
+    def bills_summary(
+        self, *, by: Sequence[str] = ("provider",), window: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Billed, effective and list cost grouped by provider, service, account or day —
+        always per currency: amounts in different currencies are never added together."""
+        dims = {
+            "provider": "provider",
+            "service": "service_name",
+            "account": "billing_account_id",
+            "currency": "billing_currency",
+            "day": None,
+            "category": "service_category",
+            "sub_account": "sub_account_id",
+            "charge_category": "charge_category",
+            "resource": "resource_id",
+        }
+        for d in by:
+            if d not in dims:
+                raise UsageError(f"cannot group bills by {d!r}", where="--by",
+                                 hint=", ".join(dims))  # fmt: skip
+        t = self.store.table("cost_lines")
+        if window:
+            win = Window.parse(window)
+            t = t.filter(
+                (t.charge_period_start_ms >= win.start_ms) & (t.charge_period_start_ms < win.end_ms)
+            )
+        keys = {}
+        for d in by:
+            if d == "day":
+                keys["day"] = (t.charge_period_start_ms // 86_400_000 * 86_400_000).cast("int64")
+            else:
+                keys[d] = t[dims[d]]  # type: ignore[index]
+        if "currency" not in keys:
+            keys["currency"] = t.billing_currency
+        grouped = t.group_by([v.name(k) for k, v in keys.items()]).aggregate(
+            billed_cost=t.billed_cost.sum(),
+            effective_cost=t.effective_cost.sum(),
+            list_cost=t.list_cost.sum(),
+        )
+        rows = self.store.con.to_pyarrow(grouped.order_by(list(keys))).to_pylist()
+        out = []
+        for r in rows:
+            key = {k: r[k] for k in keys if k != "currency" or "currency" in by}
+            if "day" in key and key["day"] is not None:
+                key["day"] = from_ms(key["day"]).date().isoformat()
+            out.append(
+                {
+                    "key": key,
+                    "billed_cost": float(r["billed_cost"] or 0),
+                    "effective_cost": float(r["effective_cost"] or 0),
+                    "list_cost": float(r["list_cost"] or 0),
+                    "currency": r["currency"],
+                    "_billed": r["billed_cost"],
+                }
+            )
+        return out
+
+    def tags_report(
+        self, *, required: Sequence[str] | None = None, window: str | None = None, top: int = 10
+    ) -> dict[str, Any]:
+        """Per currency, the share of billed cost whose lines carry every required tag (and
+        each tag alone), and the largest resources missing one."""
+        tags = list(required or self.settings.bills.required_tags)
+        where, params = "", []
+        if window:
+            win = Window.parse(window)
+            where = "WHERE charge_period_start_ms >= ? AND charge_period_start_ms < ?"
+            params = [win.start_ms, win.end_ms]
+
+        def has(tag: str) -> str:
+            return f"coalesce(tags['{tag.replace(chr(39), chr(39) * 2)}'], '') <> ''"
+
+        every = " AND ".join(has(t) for t in tags) or "TRUE"
+        per_tag = ", ".join(f"sum(CASE WHEN {has(t)} THEN billed_cost ELSE 0 END)" for t in tags)
+        rows = self.store.raw(
+            f"SELECT billing_currency, sum(billed_cost), "
+            f"sum(CASE WHEN {every} THEN billed_cost ELSE 0 END), {per_tag} "
+            f"FROM cost_lines {where} GROUP BY 1 ORDER BY 1",
+            params,
+        )
+        out: dict[str, Any] = {"required_tags": tags, "currencies": []}
+        for row in rows:
+            currency, total, tagged = row[0], row[1] or Decimal(0), row[2] or Decimal(0)
+            share = float(tagged / total) if total else None
+            out["currencies"].append(
+                {
+                    "currency": currency,
+                    "billed_cost": float(total),
+                    "tagged_cost": float(tagged),
+                    "tagged_share": share,
+                    "by_tag": {
+                        t: (float(v / total) if total else None)
+                        for t, v in zip(tags, row[3:], strict=True)
+                    },
+                }
+            )
+        amp = " AND " if where else "WHERE "
+        untagged = self.store.raw(
+            f"SELECT resource_id, provider, service_name, billing_currency, sum(billed_cost) "
+            f"FROM cost_lines {where}{amp}NOT ({every}) AND resource_id IS NOT NULL "
+            f"GROUP BY ALL ORDER BY 5 DESC, 1 LIMIT {int(top)}",
+            params,
+        )
+        out["largest_untagged"] = [
+            {"resource_id": r[0], "provider": r[1], "service": r[2], "currency": r[3],
+             "billed_cost": float(r[4])}
+            for r in untagged
+        ]  # fmt: skip
+        return out

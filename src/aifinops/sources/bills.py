@@ -1,0 +1,350 @@
+"""Bills -> FOCUS-shaped cost lines: one streaming conversion, run in an in-memory DuckDB.
+
+Each bill format (FOCUS, AWS CUR, Azure, OCI: `focus.py`, `cur.py`, `azure.py`, `oci.py`)
+says, as SQL over the file's own columns, how to compute each cost-line column; this module
+reads the file (CSV, gzipped CSV or Parquet) in a streaming scan, runs those expressions set
+at a time and yields Arrow batches of `COST_LINES`. Rows cut short are reported by line
+number (DuckDB's rejects table); rows whose cost, currency or period cannot be read are
+reported and skipped; nothing is held in memory but the batch in hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from aifinops.errors import InputError
+
+MONEY = pa.decimal128(38, 12)
+TAGS = pa.map_(pa.string(), pa.string())
+COST_LINES = pa.schema(
+    [
+        ("provider", pa.string()),
+        ("billing_account_id", pa.string()),
+        ("billing_account_name", pa.string()),
+        ("sub_account_id", pa.string()),
+        ("sub_account_name", pa.string()),
+        ("billing_currency", pa.string()),
+        ("billing_period_start_ms", pa.int64()),
+        ("billing_period_end_ms", pa.int64()),
+        ("charge_period_start_ms", pa.int64()),
+        ("charge_period_end_ms", pa.int64()),
+        ("charge_category", pa.string()),
+        ("charge_class", pa.string()),
+        ("charge_description", pa.string()),
+        ("service_name", pa.string()),
+        ("service_category", pa.string()),
+        ("region_id", pa.string()),
+        ("resource_id", pa.string()),
+        ("resource_name", pa.string()),
+        ("resource_type", pa.string()),
+        ("sku_id", pa.string()),
+        ("pricing_category", pa.string()),
+        ("pricing_unit", pa.string()),
+        ("pricing_quantity", MONEY),
+        ("consumed_quantity", MONEY),
+        ("consumed_unit", pa.string()),
+        ("billed_cost", MONEY),
+        ("effective_cost", MONEY),
+        ("list_cost", MONEY),
+        ("contracted_cost", MONEY),
+        ("commitment_discount_id", pa.string()),
+        ("tags", TAGS),
+        ("line_hash", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    MONEY: "DECIMAL(38, 12)",
+    TAGS: "MAP(VARCHAR, VARCHAR)",
+}
+# the columns a line cannot do without: a line missing one is reported and skipped
+REQUIRED = {
+    "billed_cost": "cost",
+    "billing_currency": "currency",
+    "charge_period_start_ms": "charge period start",
+}
+DAY_MS = 86_400_000
+
+
+@dataclass
+class BillRead:
+    """What one read found: lines read, problems (by line where known)."""
+
+    rows: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < 50:
+            self.problems.append(text)
+
+
+class Header:
+    """A file's column names and types, found exactly, then case-insensitively, then by the
+    name in brackets (`Maßeinheit (UnitOfMeasure)`, as localised Azure exports write)."""
+
+    def __init__(self, columns: list[tuple[str, str]]):
+        self.names = [c for c, _ in columns]
+        self.types = dict(columns)
+        self._folded: dict[str, str] = {}
+        for name in self.names:
+            for key in (name, *re.findall(r"\(([^()]+)\)\s*$", name)):
+                self._folded.setdefault(key.strip().lower(), name)
+
+    def find(self, *candidates: str) -> str | None:
+        for c in candidates:
+            if c in self.types:
+                return c
+        for c in candidates:
+            hit = self._folded.get(c.lower())
+            if hit:
+                return hit
+        return None
+
+    def has(self, *candidates: str) -> bool:
+        return self.find(*candidates) is not None
+
+    def col(self, *candidates: str) -> str:
+        """The quoted column, or NULL where the file has none of the names."""
+        found = self.find(*candidates)
+        return quote(found) if found else "NULL"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str | None) -> str:
+    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
+
+
+def money(expr: str) -> str:
+    return f"TRY_CAST({expr} AS DECIMAL(38, 12))"
+
+
+def ms(expr: str, formats: tuple[str, ...] = ()) -> str:
+    """Epoch milliseconds of a timestamp text (ISO 8601; naive means UTC), or of `formats`."""
+    if formats:
+        fmts = ", ".join(literal(f) for f in formats)
+        return (
+            f"epoch_ms(coalesce(TRY_CAST({expr} AS TIMESTAMPTZ), "
+            f"TRY_STRPTIME(CAST({expr} AS VARCHAR), [{fmts}])::TIMESTAMPTZ))"
+        )
+    return f"epoch_ms(TRY_CAST({expr} AS TIMESTAMPTZ))"
+
+
+def case(expr: str, mapping: dict[str, str], default: str = "NULL") -> str:
+    whens = " ".join(f"WHEN {literal(k)} THEN {literal(v)}" for k, v in mapping.items())
+    return f"CASE {expr} {whens} ELSE {default} END"
+
+
+def json_tags(expr: str) -> str:
+    """A JSON object (braces optional, as some Azure exports write it) as a tag map."""
+    body = f"trim(CAST({expr} AS VARCHAR))"
+    fixed = f"CASE WHEN {body} LIKE '{{%' THEN {body} ELSE '{{' || {body} || '}}' END"
+    return (
+        f"CASE WHEN {expr} IS NULL OR {body} = '' THEN NULL "
+        f"ELSE TRY_CAST(TRY_CAST({fixed} AS JSON) AS MAP(VARCHAR, VARCHAR)) END"
+    )
+
+
+def column_tags(header: Header, prefixes: tuple[str, ...]) -> str:
+    """Tags kept one per column (`resourceTags/user:team`, `tags/Oracle-Tags.CreatedBy`)."""
+    pairs = []
+    for name in header.names:
+        for prefix in prefixes:
+            if name.startswith(prefix) and len(name) > len(prefix):
+                key = name[len(prefix) :]
+                pairs.append(f"{{'k': {literal(key)}, 'v': {quote(name)}}}")
+                break
+    if not pairs:
+        return "NULL"
+    entries = f"list_filter([{', '.join(pairs)}], lambda e: e.v IS NOT NULL AND e.v <> '')"
+    return f"CASE WHEN len({entries}) = 0 THEN NULL ELSE map_from_entries({entries}) END"
+
+
+@cache
+def lookup(name: str) -> list[dict[str, str]]:
+    """A bundled lookup table (`aifinops/data/billing/NAME.csv`)."""
+    text = resources.files("aifinops.data").joinpath("billing", f"{name}.csv").read_text("utf-8")
+    return list(csv.DictReader(text.splitlines()))
+
+
+@dataclass(frozen=True)
+class BillFormat:
+    """One bill format: its name, how to recognise its header, and its column expressions."""
+
+    name: str
+    title: str
+    recognise: Callable[[Header], bool]
+    expressions: Callable[[Header, dict[str, Any]], dict[str, str]]
+    # extra lookup tables the expressions join to: name -> (CSV rows, join SQL)
+    joins: Callable[[Header], list[tuple[str, list[dict[str, str]], str]]] = lambda h: []
+
+
+FORMATS: dict[str, BillFormat] = {}
+
+
+def register(fmt: BillFormat) -> BillFormat:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def _connect() -> Any:
+    import duckdb
+
+    con = duckdb.connect(config={"memory_limit": "1GB", "threads": 2})
+    con.execute("SET TimeZone = 'UTC'")  # a timestamp without an offset is UTC
+    return con
+
+
+def _source(path: Path) -> str:
+    name = literal(str(path))
+    lower = path.name.lower()
+    if lower.endswith(".parquet"):
+        return f"read_parquet({name})"
+    return (
+        f"read_csv({name}, header = true, all_varchar = true, delim = ',', quote = '\"', "
+        f"escape = '\"', nullstr = ['', 'NULL'], store_rejects = true, "
+        f"rejects_table = 'bill_rejects', rejects_scan = 'bill_reject_scans', "
+        f"max_line_size = 16777216)"
+    )
+
+
+def header_of(path: Path) -> Header:
+    if not path.is_file():
+        raise InputError("no such file", where=str(path))
+    if path.stat().st_size == 0:
+        raise InputError("empty file", where=str(path))
+    con = _connect()
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {_source(path)}").fetchall()
+    except Exception as error:  # duckdb.Error: unreadable, not CSV, not Parquet
+        raise InputError(f"cannot read the file: {error}", where=str(path)) from error
+    finally:
+        con.close()
+    return Header([(r[0], str(r[1])) for r in rows])
+
+
+def formats() -> dict[str, BillFormat]:
+    """Every bill format, by name (the modules register themselves on import)."""
+    from aifinops.sources import azure, cur, focus, oci  # noqa: F401
+
+    return FORMATS
+
+
+def detect(header: Header) -> BillFormat | None:
+    return next((f for f in formats().values() if f.recognise(header)), None)
+
+
+def read_bill(
+    path: Path,
+    fmt: BillFormat,
+    *,
+    options: dict[str, Any] | None = None,
+    batch_rows: int = 100_000,
+    read: BillRead | None = None,
+) -> Iterator[pa.Table]:
+    """Batches of cost lines from one bill file; problems are collected in `read`."""
+    state = read if read is not None else BillRead()
+    header = header_of(path)
+    if not fmt.recognise(header):
+        other = detect(header)
+        hint = (
+            f"this looks like {other.title}: use `aifinops ingest {other.name}`"
+            if other
+            else "FOCUS datasets: ingest focus; AWS CUR: ingest cur; Azure: ingest azure; "
+            "OCI: ingest oci"
+        )
+        raise InputError(f"not {fmt.title}", where=str(path), hint=hint)
+    exprs = fmt.expressions(header, options or {})
+    con = _connect()
+    try:
+        joins = []
+        for name, rows, on in fmt.joins(header):
+            con.register(f"_{name}_rows", pa.Table.from_pylist(rows))
+            con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _{name}_rows")
+            joins.append(on)
+        every = ", ".join(f"coalesce(CAST({quote(n)} AS VARCHAR), chr(30))" for n in header.names)
+        selected = []
+        for f in COST_LINES:
+            if f.name == "line_hash":
+                expr = f"md5(concat_ws(chr(31), {every}))"
+            elif f.name == "source":
+                expr = literal(path.name)
+            else:
+                expr = exprs.get(f.name, "NULL")
+            selected.append(f"CAST({expr} AS {_SQL_TYPES[f.type]}) AS {f.name}")
+        checks = " ".join(
+            f"WHEN {col} IS NULL THEN 'no readable {what}'" for col, what in REQUIRED.items()
+        )
+        sql = (
+            f"WITH src AS (SELECT * FROM {_source(path)}), "
+            f"lines AS (SELECT {', '.join(selected)} FROM src {' '.join(joins)}) "
+            f"SELECT *, CASE {checks} ELSE NULL END AS _problem FROM lines"
+        )
+        try:
+            reader = con.sql(sql).to_arrow_reader(batch_rows)
+            for batch in reader:
+                yield _keep(pa.Table.from_batches([batch]), path, state)
+        except InputError:
+            raise
+        except Exception as error:  # duckdb.Error mid-scan: a broken file
+            raise InputError(f"cannot read the file: {error}", where=str(path)) from error
+        _rejects(con, path, state)
+    finally:
+        con.close()
+
+
+def _keep(table: pa.Table, path: Path, state: BillRead) -> pa.Table:
+    import pyarrow.compute as pc
+
+    problem = table.column("_problem")
+    bad = pc.is_valid(problem)
+    if pc.any(bad).as_py():
+        rejected = table.filter(bad)
+        state.skipped += rejected.num_rows
+        for why, cost, start in zip(
+            rejected.column("_problem").to_pylist(),
+            rejected.column("billed_cost").to_pylist(),
+            rejected.column("charge_period_start_ms").to_pylist(),
+            strict=True,
+        ):
+            state.problem(f"{path}: a line with {why} (cost {cost}, start {start}); skipped")
+        table = table.filter(pc.invert(bad))
+    table = table.drop_columns(["_problem"]).cast(COST_LINES)
+    state.rows += table.num_rows
+    return table
+
+
+def _rejects(con: Any, path: Path, state: BillRead) -> None:
+    try:
+        rows = con.execute(
+            # one row per missing column of a short line: the first says how many it had
+            "SELECT line, arg_min(error_type, column_idx), arg_min(error_message, column_idx) "
+            "FROM bill_rejects GROUP BY line ORDER BY line"
+        ).fetchall()
+    except Exception:  # Parquet: no rejects table
+        return
+    for line, kind, message in rows:
+        state.skipped += 1
+        found = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message or "")
+        if found:
+            want, got = found.groups()
+            state.problem(
+                f"{path}:{line}: {got} fields where the header has {want} "
+                f"({'cut mid-row?' if int(got) < int(want) else 'too many'}); skipped"
+            )
+        else:
+            state.problem(f"{path}:{line}: {kind.lower()}: {message}; skipped")
