@@ -88,6 +88,11 @@ class BillsService:
                 result.notes += read.problems
                 if read.skipped > len(read.problems):
                     result.notes.append(f"{read.skipped} line(s) skipped in all")
+                if read.short > 1:
+                    result.notes.append(
+                        f"{read.short} lines have fewer fields than the header: if the export "
+                        "leaves out trailing empty fields, ingest it with --pad-short-rows"
+                    )
                 (dups,) = self.store.raw(
                     f'SELECT count(*) - count(DISTINCT line_hash) FROM "{stage}" WHERE source = ?',
                     [path.name],

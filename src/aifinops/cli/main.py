@@ -264,7 +264,7 @@ def ingest_inference(
         svc.close()
 
 
-def _ingest_bills(kind: str, files: list[Path], options: dict[str, str] | None = None) -> None:
+def _ingest_bills(kind: str, files: list[Path], options: dict[str, Any] | None = None) -> None:
     from rich.progress import Progress
 
     svc = _service()
@@ -281,20 +281,35 @@ def _ingest_bills(kind: str, files: list[Path], options: dict[str, str] | None =
 
 
 _BILL_FILES = "Files of one delivery (CSV, gzipped CSV or Parquet); parts of one period together."
+PadOption = Annotated[
+    bool,
+    typer.Option(
+        "--pad-short-rows",
+        help="Read lines with fewer fields than the header with the missing trailing fields "
+        "empty (exports that drop them), instead of skipping them as cut short.",
+    ),
+]
+
+
+def _pad(pad: bool) -> dict[str, Any]:
+    return {"pad_short_rows": True} if pad else {}
 
 
 @ingest_app.command("focus")
 def ingest_focus(
     files: Annotated[list[Path], typer.Argument(help="FOCUS 1.0-1.3 datasets, CSV or Parquet.")],
+    pad: PadOption = False,
 ) -> None:
     """Load FOCUS cost and usage datasets (a re-delivered billing period replaces the old)."""
-    _ingest_bills("focus", files)
+    _ingest_bills("focus", files, _pad(pad))
 
 
 @ingest_app.command("cur")
-def ingest_cur(files: Annotated[list[Path], typer.Argument(help=_BILL_FILES)]) -> None:
+def ingest_cur(
+    files: Annotated[list[Path], typer.Argument(help=_BILL_FILES)], pad: PadOption = False
+) -> None:
     """Load AWS Cost and Usage Reports, legacy (lineItem/...) or CUR 2.0 (line_item_...)."""
-    _ingest_bills("cur", files)
+    _ingest_bills("cur", files, _pad(pad))
 
 
 class AzureDataset(StrEnum):
@@ -308,15 +323,23 @@ def ingest_azure(
     dataset: Annotated[
         AzureDataset, typer.Option(help="actual (invoiced) or amortized cost export.")
     ] = AzureDataset.actual,
+    currency: Annotated[
+        str | None, typer.Option(help="The costs' currency, for exports without a currency column.")
+    ] = None,
+    pad: PadOption = False,
 ) -> None:
     """Load Azure EA / MCA / pay-as-you-go cost exports (any header spelling)."""
-    _ingest_bills("azure", files, {"dataset": dataset.value})
+    options = {"dataset": dataset.value} | ({"currency": currency} if currency else {})
+    options |= _pad(pad)
+    _ingest_bills("azure", files, options)
 
 
 @ingest_app.command("oci")
-def ingest_oci(files: Annotated[list[Path], typer.Argument(help=_BILL_FILES)]) -> None:
+def ingest_oci(
+    files: Annotated[list[Path], typer.Argument(help=_BILL_FILES)], pad: PadOption = False
+) -> None:
     """Load Oracle Cloud cost reports (reports/cost-csv)."""
-    _ingest_bills("oci", files)
+    _ingest_bills("oci", files, _pad(pad))
 
 
 @bills_app.command("summary")

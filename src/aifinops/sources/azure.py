@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from aifinops.errors import UsageError
+from aifinops.errors import InputError, UsageError
 from aifinops.sources import bills
-from aifinops.sources.bills import DAY_MS, Header, case, json_tags, money, ms
+from aifinops.sources.bills import DAY_MS, Header, case, json_tags, literal, money, ms
 
 DATES = ("%m/%d/%Y", "%Y-%m-%d", "%m/%d/%y", "%d.%m.%Y")
 CHARGE_CATEGORY = {
@@ -93,7 +93,7 @@ def _expressions(header: Header, options: dict[str, Any]) -> dict[str, str]:
         "billing_account_name": c("BillingAccountName"),
         "sub_account_id": c("SubscriptionId", "SubscriptionGuid"),
         "sub_account_name": c("SubscriptionName"),
-        "billing_currency": c("BillingCurrencyCode", "BillingCurrency", "Currency"),
+        "billing_currency": _currency(header, options),
         "billing_period_start_ms": f"coalesce({period_start}, {month})",
         # the export's period end is the last day, inclusive: the half-open end is a day on
         "billing_period_end_ms": f"coalesce({period_end} + {DAY_MS}, {next_month})",
@@ -124,6 +124,17 @@ def _expressions(header: Header, options: dict[str, Any]) -> dict[str, str]:
         ),
         "tags": json_tags(c("Tags")),
     }
+
+
+def _currency(header: Header, options: dict[str, Any]) -> str:
+    found = header.col("BillingCurrencyCode", "BillingCurrency", "Currency")
+    given = options.get("currency")
+    if found == "NULL" and not given:
+        raise InputError(
+            "no currency column (BillingCurrencyCode, BillingCurrency or Currency)",
+            hint="say which currency its costs are in: --currency USD",
+        )
+    return f"coalesce({found}, {literal(given.upper() if given else None)})"
 
 
 def _joins(header: Header) -> list[tuple[str, list[dict[str, str]], str]]:

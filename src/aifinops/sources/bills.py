@@ -83,6 +83,7 @@ class BillRead:
 
     rows: int = 0
     skipped: int = 0
+    short: int = 0  # lines with fewer fields than the header
     problems: list[str] = field(default_factory=list)
 
     def problem(self, text: str) -> None:
@@ -209,7 +210,10 @@ def _connect() -> Any:
     return con
 
 
-def _source(path: Path) -> str:
+def _source(path: Path, pad: bool = False) -> str:
+    """The scan of a bill file. `pad`: a line with fewer fields than the header is read with
+    the missing trailing fields empty (exports that drop trailing empties) instead of being
+    skipped as cut short."""
     name = literal(str(path))
     lower = path.name.lower()
     if lower.endswith(".parquet"):
@@ -218,7 +222,7 @@ def _source(path: Path) -> str:
         f"read_csv({name}, header = true, all_varchar = true, delim = ',', quote = '\"', "
         f"escape = '\"', nullstr = ['', 'NULL'], store_rejects = true, "
         f"rejects_table = 'bill_rejects', rejects_scan = 'bill_reject_scans', "
-        f"max_line_size = 16777216)"
+        f"max_line_size = 16777216{', null_padding = true' if pad else ''})"
     )
 
 
@@ -268,7 +272,12 @@ def read_bill(
             "OCI: ingest oci"
         )
         raise InputError(f"not {fmt.title}", where=str(path), hint=hint)
-    exprs = fmt.expressions(header, options or {})
+    opts = options or {}
+    try:
+        exprs = fmt.expressions(header, opts)
+    except InputError as error:
+        error.where = error.where or str(path)
+        raise
     con = _connect()
     try:
         joins = []
@@ -290,7 +299,7 @@ def read_bill(
             f"WHEN {col} IS NULL THEN 'no readable {what}'" for col, what in REQUIRED.items()
         )
         sql = (
-            f"WITH src AS (SELECT * FROM {_source(path)}), "
+            f"WITH src AS (SELECT * FROM {_source(path, bool(opts.get('pad_short_rows')))}), "
             f"lines AS (SELECT {', '.join(selected)} FROM src {' '.join(joins)}) "
             f"SELECT *, CASE {checks} ELSE NULL END AS _problem FROM lines"
         )
@@ -342,6 +351,7 @@ def _rejects(con: Any, path: Path, state: BillRead) -> None:
         found = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message or "")
         if found:
             want, got = found.groups()
+            state.short += int(got) < int(want)
             state.problem(
                 f"{path}:{line}: {got} fields where the header has {want} "
                 f"({'cut mid-row?' if int(got) < int(want) else 'too many'}); skipped"
