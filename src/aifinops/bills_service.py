@@ -247,3 +247,59 @@ class BillsService:
             for r in untagged
         ]  # fmt: skip
         return out
+
+    # -- exports ------------------------------------------------------------------------
+    def export_focus(
+        self,
+        path: Path,
+        *,
+        window: str | None = None,
+        last: str | None = None,
+        step: str = "1h",
+    ) -> dict[str, Any]:
+        """The allocated chargeback, per workload and step, as a FOCUS 1.2 dataset."""
+        from aifinops.outputs.focus_export import ExportRow, focus_table, write_table
+
+        if path.suffix.lower() not in (".csv", ".parquet"):
+            raise UsageError("the export is written as .csv or .parquet", where=str(path))
+        report = self.cost(window=window, last=last, step=step, by=EXPORT_DIMENSIONS)  # type: ignore[attr-defined]
+        rows = []
+        for r in report.rows:
+            rows.append(
+                ExportRow(
+                    start_ms=_ms(r.start), end_ms=_ms(r.end), key=dict(r.key),
+                    gpu_hours=r.gpu_hours, cost=r.total_cost, list_cost=r.total_cost,
+                    idle_cost=r.idle_cost, waste_cost=r.waste_cost,
+                    gpu_efficiency=r.gpu_efficiency,
+                )
+            )  # fmt: skip
+        export = self.settings.export
+        table = focus_table(
+            rows,
+            currency=report.currency,
+            account_id=export.billing_account_id,
+            account_name=export.billing_account_name,
+        )
+        write_table(table, path)
+        total = sum((r.cost for r in rows), Decimal(0))
+        return {
+            "path": str(path),
+            "rows": table.num_rows,
+            "window": [report.window.start.isoformat(), report.window.end.isoformat()],
+            "billed_cost": float(total),
+            "asset_cost": float(report.asset_cost),
+            "currency": report.currency,
+        }
+
+
+EXPORT_DIMENSIONS = (
+    "workload", "team", "project", "model", "environment", "cost_center", "owner",
+    "namespace", "node", "provider", "region", "instance_type",
+)  # fmt: skip
+
+
+def _ms(iso: str | None) -> int:
+    from aifinops.core.windows import parse_instant
+
+    assert iso is not None
+    return int(parse_instant(iso).timestamp() * 1000)

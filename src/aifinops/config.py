@@ -213,6 +213,13 @@ class BillsConfig(_Strict):
     )
 
 
+class ExportConfig(_Strict):
+    """How the FOCUS chargeback export names its issuer (the platform team)."""
+
+    billing_account_id: str = "aifinops"
+    billing_account_name: str = "aifinops chargeback"
+
+
 class Settings(_Strict):
     db: str = DEFAULT_DB
     currency: str = "USD"
@@ -221,6 +228,7 @@ class Settings(_Strict):
     allocation: AllocationConfig = Field(default_factory=AllocationConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     bills: BillsConfig = Field(default_factory=BillsConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     @field_validator("sources")
     @classmethod

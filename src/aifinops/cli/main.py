@@ -34,6 +34,8 @@ bills_app = typer.Typer(
 app.add_typer(bills_app, name="bills")
 tags_app = typer.Typer(no_args_is_help=True, help="Tag compliance of the bills.")
 app.add_typer(tags_app, name="tags")
+export_app = typer.Typer(no_args_is_help=True, help="Exports for finance: FOCUS chargeback.")
+app.add_typer(export_app, name="export")
 prices_app = typer.Typer(no_args_is_help=True, help="The GPU price catalog, and what is unpriced.")
 app.add_typer(prices_app, name="prices")
 
@@ -397,6 +399,25 @@ def tags_report(
         )
     _emit(report["largest_untagged"], ("resource_id", "provider", "service", "billed_cost",
                                        "currency"), fmt, "Largest untagged resources")  # fmt: skip
+
+
+@export_app.command("focus")
+def export_focus(
+    output: Annotated[Path, typer.Option("-o", "--output", help="FILE.csv or FILE.parquet.")],
+    window: Annotated[str | None, typer.Option(help="START,END (UTC, half-open).")] = None,
+    last: Annotated[str | None, typer.Option(help="A span up to the newest sample: 7d.")] = None,
+    step: Annotated[str, typer.Option(help="One line per workload and step.")] = "1h",
+) -> None:
+    """The allocated chargeback, per workload and step, as a FOCUS 1.2 dataset."""
+    svc = _service()
+    try:
+        done = svc.export_focus(output, window=window, last=last, step=step)
+    finally:
+        svc.close()
+    _console().print(
+        f"{done['rows']:,} lines, {done['billed_cost']:,.2f} {done['currency']} "
+        f"({done['window'][0]} to {done['window'][1]}) -> {done['path']}"
+    )
 
 
 @ingest_app.command("opencost")

@@ -1,0 +1,72 @@
+"""The FOCUS chargeback export: one line per workload and step, summing to the allocation's
+asset cost; FOCUS names, UTC periods, the x_ columns; CSV and Parquet read back alike."""
+
+from __future__ import annotations
+
+import csv
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aifinops.errors import UsageError
+from aifinops.sources.capture import CAPTURE_HOST, h100_capture_dir, owners_from_events
+
+PRICE = {"prices": {"gpu_models": {"NVIDIA H100 80GB HBM3": 4.00}}}
+
+
+def _capture(make_service: Any) -> Any:
+    svc = make_service(PRICE)
+    cap = h100_capture_dir()
+    svc.ingest_nvidia_smi(
+        cap, host=CAPTURE_HOST, owners=owners_from_events(cap / "workload_events.jsonl",
+                                                          namespace="lab"),
+    )  # fmt: skip
+    return svc
+
+
+def test_export_sums_to_the_allocation(make_service: Any, tmp_path: Path) -> None:
+    svc = _capture(make_service)
+    out = tmp_path / "chargeback.csv"
+    done = svc.export_focus(out, step="1h")
+    report = svc.cost(step="1h", by=["workload"])
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == done["rows"] == len(report.rows)
+    billed = sum(Decimal(r["BilledCost"]) for r in rows)
+    # the capture: one H100 at 4.00/GPU-hour for the seconds it was sampled
+    seconds = svc.store.raw("SELECT sum(held_req) / 1000 FROM gpu_usage")[0][0]
+    assert abs(billed - Decimal(seconds) / 3600 * 4) < Decimal("1e-9")
+    assert abs(billed - report.asset_cost) < Decimal("1e-9")
+    by_team: dict[str, Decimal] = {}
+    for r in rows:
+        by_team[r["SubAccountId"]] = by_team.get(r["SubAccountId"], Decimal(0)) + Decimal(
+            r["BilledCost"]
+        )
+        assert r["BillingCurrency"] == "USD" and r["ChargeCategory"] == "Usage"
+        assert r["ChargePeriodStart"].endswith(":00:00Z") and r["ChargePeriodEnd"].endswith("Z")
+        assert r["BillingPeriodStart"] == "2026-11-01T00:00:00Z"
+        assert r["EffectiveCost"] == r["BilledCost"]
+        assert json.loads(r["Tags"]).get("team") == (r["x_Team"] or None)
+    # each team's lines add up to what `cost --by team` charges it
+    teams = svc.cost(by=["team"])
+    named = [r for r in teams.rows if not r.key["team"].startswith("__")]
+    assert {r.key["team"] for r in named} == {"search", "research", "data-science", "product"}
+    for row in named:
+        assert abs(by_team[row.key["team"]] - row.total_cost) < Decimal("1e-9")
+    gpu = {r["ResourceId"]: Decimal(r["x_GpuHours"]) for r in rows if r["ResourceId"]}
+    assert gpu["lab/pretrain-job-0"] > 0
+
+
+def test_parquet_export_and_bad_names(make_service: Any, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    svc = _capture(make_service)
+    svc.export_focus(tmp_path / "c.parquet")
+    table = pq.read_table(tmp_path / "c.parquet")
+    assert str(table.schema.field("ChargePeriodStart").type) == "timestamp[ms, tz=UTC]"
+    assert "x_GpuEfficiency" in table.column_names
+    with pytest.raises(UsageError, match=r"\.csv or \.parquet"):
+        svc.export_focus(tmp_path / "c.xlsx")
