@@ -70,3 +70,26 @@ def test_parquet_export_and_bad_names(make_service: Any, tmp_path: Path) -> None
     assert "x_GpuEfficiency" in table.column_names
     with pytest.raises(UsageError, match=r"\.csv or \.parquet"):
         svc.export_focus(tmp_path / "c.xlsx")
+
+
+def test_chargeback_csv_for_a_month(make_service: Any, tmp_path: Path) -> None:
+    svc = _capture(make_service)
+    out = tmp_path / "chargeback-2026-11.csv"
+    svc.export_chargeback(out, month="2026-11", by=["team"])
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[-1]["team"] == "TOTAL"
+    body = rows[:-1]
+    # the capture lies in November: the month's total is its whole cost, 4.00 per GPU-hour
+    seconds = svc.store.raw("SELECT sum(held_req) / 1000 FROM gpu_usage")[0][0]
+    want = (Decimal(seconds) / 3600 * 4).quantize(Decimal("0.01"))
+    assert Decimal(rows[-1]["total_cost"]) == want
+    # parts are rounded for display; their sum is within a cent per row of the total
+    assert abs(sum(Decimal(r["total_cost"]) for r in body) - want) <= Decimal("0.01") * len(body)
+    assert {"search", "research", "data-science", "product"} <= {r["team"] for r in body}
+    assert all(r["currency"] == "USD" for r in rows)
+    # December has no samples: a zero total, no rows but the total
+    empty = svc.export_chargeback(None, month="2026-12")
+    assert [r["total_cost"] for r in empty] == ["0.00"]
+    with pytest.raises(UsageError, match="not a month"):
+        svc.export_chargeback(None, month="2026-13")

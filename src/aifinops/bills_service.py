@@ -291,6 +291,44 @@ class BillsService:
             "currency": report.currency,
         }
 
+    def export_chargeback(
+        self, path: Path | None, *, month: str, by: Sequence[str] = ("team",)
+    ) -> list[dict[str, Any]]:
+        """A plain chargeback table for finance: one row per group (buckets included) for a
+        calendar month, costs rounded to the cent only here; rows sum to the asset cost."""
+        import csv
+        import io
+
+        report = self.cost(window=month_window(month), by=by)  # type: ignore[attr-defined]
+        cols = [*by, "gpu_hours", "gpu_cost", "cpu_cost", "ram_cost", "idle_cost",
+                "total_cost", "waste_cost", "gpu_efficiency", "currency"]  # fmt: skip
+        rows = []
+        for r in report.rows:
+            eff = r.gpu_efficiency
+            rows.append(
+                {**{d: r.key[d] for d in by}, "gpu_hours": f"{r.gpu_hours:.4f}",
+                 "gpu_cost": f"{r.gpu_cost:.2f}", "cpu_cost": f"{r.cpu_cost:.2f}",
+                 "ram_cost": f"{r.ram_cost:.2f}", "idle_cost": f"{r.idle_cost:.2f}",
+                 "total_cost": f"{r.total_cost:.2f}", "waste_cost": f"{r.waste_cost:.2f}",
+                 "gpu_efficiency": "" if eff is None else f"{eff:.4f}",
+                 "currency": report.currency}
+            )  # fmt: skip
+        rows.append(
+            {**{d: "TOTAL" for d in by[:1]}, **{d: "" for d in by[1:]},
+             "gpu_hours": f"{sum((r.gpu_hours for r in report.rows), Decimal(0)):.4f}",
+             "gpu_cost": "", "cpu_cost": "", "ram_cost": "", "idle_cost": "",
+             "total_cost": f"{report.total_cost:.2f}", "waste_cost": "", "gpu_efficiency": "",
+             "currency": report.currency}
+        )  # fmt: skip
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(buf.getvalue(), encoding="utf-8")
+        return rows
+
 
 EXPORT_DIMENSIONS = (
     "workload", "team", "project", "model", "environment", "cost_center", "owner",
@@ -303,3 +341,15 @@ def _ms(iso: str | None) -> int:
 
     assert iso is not None
     return int(parse_instant(iso).timestamp() * 1000)
+
+
+def month_window(month: str) -> str:
+    """`2026-11` -> the half-open UTC window of that calendar month."""
+    import re
+
+    found = re.fullmatch(r"(\d{4})-(\d{2})", month.strip())
+    if not found or not 1 <= int(found.group(2)) <= 12:
+        raise UsageError(f"not a month: {month!r}", where="--month", hint="YYYY-MM, e.g. 2026-11")
+    year, mon = int(found.group(1)), int(found.group(2))
+    nxt = f"{year + (mon == 12):04d}-{mon % 12 + 1:02d}-01T00:00:00Z"
+    return f"{year:04d}-{mon:02d}-01T00:00:00Z,{nxt}"

@@ -420,6 +420,31 @@ def export_focus(
     )
 
 
+@export_app.command("chargeback")
+def export_chargeback(
+    month: Annotated[str, typer.Option(help="The calendar month, YYYY-MM (UTC).")],
+    by: Annotated[str, typer.Option(help="Dimensions, comma-separated.")] = "team",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="CSV file (default: stdout).")
+    ] = None,
+) -> None:
+    """A month's chargeback per team (or other dimensions) as a plain CSV for finance."""
+    import csv
+
+    svc = _service()
+    try:
+        dims = [d.strip() for d in by.split(",") if d.strip()]
+        rows = svc.export_chargeback(output, month=month, by=dims)
+    finally:
+        svc.close()
+    if output is None and rows:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    elif output is not None:
+        _console().print(f"{len(rows) - 1} rows and a total -> {output}")
+
+
 @ingest_app.command("opencost")
 def ingest_opencost(
     sources: Annotated[
