@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,16 @@ class PrometheusServer:
             except Exception:
                 self.proc.kill()
         self.log.close()
+
+
+def dec(text: str | None) -> Decimal:
+    """A money field of a bill as Decimal: empty and the literal NULL are 0."""
+    return Decimal(text) if text not in (None, "", "NULL") else Decimal(0)
+
+
+def billed_by(svc: Any, by: str) -> dict[tuple[Any, ...], Decimal]:
+    """`bills summary --by BY` as {(key values..., currency): exact billed cost}."""
+    return {
+        (*r["key"].values(), r["currency"]): Decimal(r["_billed"])
+        for r in svc.bills_summary(by=by.split(","))
+    }

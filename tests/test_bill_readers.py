@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from aifinops.errors import InputError
+from tests.conftest import billed_by as _by
+from tests.conftest import dec as _d
 from tests.conftest import shared_data
 
 CUR = "billing/focus_converters-tests/aws/sample-anonymous-aws-export-dataset.csv"
@@ -30,15 +32,13 @@ def _raw(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _d(text: str | None) -> Decimal:
-    return Decimal(text) if text not in (None, "", "NULL") else Decimal(0)
-
-
-def _by(svc: Any, by: str) -> dict[tuple[Any, ...], Decimal]:
-    return {
-        (*r["key"].values(), r["currency"]): Decimal(r["_billed"])
-        for r in svc.bills_summary(by=by.split(","))
-    }
+def _close(got: dict[Any, Decimal], want: dict[Any, Decimal], within: str) -> None:
+    """Same keys; each equal to the cent and to `within` (files with more than our 12
+    decimals)."""
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k].quantize(CENT) == want[k].quantize(CENT)
+        assert abs(got[k] - want[k]) < Decimal(within)
 
 
 def test_legacy_cur_unblended_cost_by_product(make_service: Any) -> None:
@@ -177,12 +177,8 @@ def test_azure_ea_cost_in_billing_currency(make_service: Any) -> None:
     svc = make_service()
     (result,) = svc.ingest_bills("azure", [path])
     assert result.rows == len(rows) == 27 and result.notes == []
-    got = _by(svc, "service")
     # costs carry up to 14 decimals; ours keep 12: equal to the cent, and to 1e-10
-    assert got.keys() == want.keys()
-    for k in want:
-        assert got[k].quantize(CENT) == want[k].quantize(CENT)
-        assert abs(got[k] - want[k]) < Decimal("1e-10")
+    _close(_by(svc, "service"), want, "1e-10")
     total = sum(want.values())
     ((key, billed),) = _by(svc, "provider").items()
     assert key == ("Microsoft", "CAD") and billed.quantize(CENT) == total.quantize(CENT)
@@ -291,9 +287,7 @@ def test_oci_my_cost(make_service: Any) -> None:
     assert result.rows == 506 and result.notes == []
     got = _by(svc, "service")
     # the file's costs carry up to 18 decimals; ours keep 12: equal to far below a cent
-    assert got.keys() == want.keys()
-    for k in want:
-        assert abs(got[k] - want[k]) < Decimal("1e-9")
+    _close(got, want, "1e-9")
     assert sum(got.values()).quantize(CENT) == sum(want.values()).quantize(CENT)
     # 2023-11-13T10:00Z: minutes without seconds, read as UTC
     assert svc.store.raw("SELECT min(billing_period_start_ms) FROM cost_lines") == [

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from aifinops.errors import InputError
+from tests.conftest import billed_by as _summary
+from tests.conftest import dec as _d
 from tests.conftest import shared_data
 
 SAMPLE = "billing/focus-1.0-sample/focus_sample.csv"
@@ -19,17 +21,6 @@ SAMPLE = "billing/focus-1.0-sample/focus_sample.csv"
 
 def _raw(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines()))
-
-
-def _d(text: str) -> Decimal:
-    return Decimal(0) if text in ("", "NULL") else Decimal(text)
-
-
-def _summary(svc: Any, by: str) -> dict[tuple[Any, ...], Decimal]:
-    return {
-        (*r["key"].values(), r["currency"]): Decimal(r["_billed"])
-        for r in svc.bills_summary(by=by.split(","))
-    }
 
 
 def test_real_sample_totals_by_provider_and_day(make_service: Any) -> None:

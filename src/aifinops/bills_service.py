@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aifinops.core.windows import Window, from_ms
+from aifinops.core.windows import Window, from_ms, iso_ms, month_bounds
 from aifinops.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,16 +29,18 @@ _SAME_PERIOD = (
 
 
 class BillsService:
+    """Mixed into `Service`, which provides the store, the settings, `cost`, and the ingest
+    log (`_already`, `_log`)."""
+
     settings: Settings
     store: Store
+    if TYPE_CHECKING:
+        from aifinops.core.model import CostReport
 
-    # provided by Service
-    def _already(self, digest: str, result: Any = None, what: str = "") -> bool:
-        raise NotImplementedError
-
-    def _log(self, digest: str, kind: str, path: str, node: str | None, start: int | None,
-             end: int | None, rows: int) -> None:  # fmt: skip
-        raise NotImplementedError
+        def _already(self, digest: str, result: Any = None, what: str = "") -> bool: ...
+        def _log(self, digest: str, kind: str, path: str, node: str | None,
+                 start: int | None, end: int | None, rows: int) -> None: ...  # fmt: skip
+        def cost(self, **kwargs: Any) -> CostReport: ...
 
     # -- ingest -----------------------------------------------------------------------
     def ingest_focus(
@@ -262,12 +266,12 @@ class BillsService:
 
         if path.suffix.lower() not in (".csv", ".parquet"):
             raise UsageError("the export is written as .csv or .parquet", where=str(path))
-        report = self.cost(window=window, last=last, step=step, by=EXPORT_DIMENSIONS)  # type: ignore[attr-defined]
+        report = self.cost(window=window, last=last, step=step, by=EXPORT_DIMENSIONS)
         rows = []
         for r in report.rows:
             rows.append(
                 ExportRow(
-                    start_ms=_ms(r.start), end_ms=_ms(r.end), key=dict(r.key),
+                    start_ms=iso_ms(r.start) or 0, end_ms=iso_ms(r.end) or 0, key=dict(r.key),
                     gpu_hours=r.gpu_hours, cost=r.total_cost, list_cost=r.total_cost,
                     idle_cost=r.idle_cost, waste_cost=r.waste_cost,
                     gpu_efficiency=r.gpu_efficiency,
@@ -299,7 +303,7 @@ class BillsService:
         import csv
         import io
 
-        report = self.cost(window=month_window(month), by=by)  # type: ignore[attr-defined]
+        report = self.cost(window=month_window(month), by=by)
         cols = [*by, "gpu_hours", "gpu_cost", "cpu_cost", "ram_cost", "idle_cost",
                 "total_cost", "waste_cost", "gpu_efficiency", "currency"]  # fmt: skip
         rows = []
@@ -336,20 +340,10 @@ EXPORT_DIMENSIONS = (
 )  # fmt: skip
 
 
-def _ms(iso: str | None) -> int:
-    from aifinops.core.windows import parse_instant
-
-    assert iso is not None
-    return int(parse_instant(iso).timestamp() * 1000)
-
-
 def month_window(month: str) -> str:
     """`2026-11` -> the half-open UTC window of that calendar month."""
-    import re
-
     found = re.fullmatch(r"(\d{4})-(\d{2})", month.strip())
     if not found or not 1 <= int(found.group(2)) <= 12:
         raise UsageError(f"not a month: {month!r}", where="--month", hint="YYYY-MM, e.g. 2026-11")
-    year, mon = int(found.group(1)), int(found.group(2))
-    nxt = f"{year + (mon == 12):04d}-{mon % 12 + 1:02d}-01T00:00:00Z"
-    return f"{year:04d}-{mon:02d}-01T00:00:00Z,{nxt}"
+    start, end = month_bounds(datetime(int(found.group(1)), int(found.group(2)), 1, tzinfo=UTC))
+    return f"{start.isoformat()},{end.isoformat()}"

@@ -62,6 +62,13 @@ def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def month_bounds(value: datetime) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) that holds `value`, as [first day, first day of the next)."""
+    start = value.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+    return start, end
+
+
 @dataclass(frozen=True)
 class Window:
     """A half-open UTC interval [start, end)."""

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
+from aifinops.core.windows import from_ms, month_bounds
 
 MONEY = pa.decimal128(38, 12)
 TS = pa.timestamp("ms", tz="UTC")
@@ -115,13 +116,6 @@ TAG_DIMENSIONS = ("team", "project", "model", "environment", "cost_center", "own
 PROVIDERS = {"aws": "AWS", "gcp": "Google Cloud", "azure": "Microsoft", "oci": "Oracle"}
 
 
-def _month(ms: int) -> tuple[datetime, datetime]:
-    at = datetime.fromtimestamp(ms / 1000, UTC)
-    start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-    return start, end
-
-
 def focus_table(
     rows: Iterable[ExportRow], *, currency: str, account_id: str, account_name: str
 ) -> pa.Table:
@@ -134,10 +128,11 @@ def focus_table(
         bucket = workload.startswith("__") and workload.endswith("__")
         team = k.get("team")
         provider = PROVIDERS.get((k.get("provider") or "").lower(), k.get("provider") or None)
-        begin, finish = _month(r.start_ms)
+        begin, finish = month_bounds(from_ms(r.start_ms))
         qty = r.gpu_hours.quantize(_Q)
         cost = r.cost.quantize(_Q)
         listed = r.list_cost.quantize(_Q)
+        unit = (listed / qty).quantize(_Q) if qty else None
         tags = {d: k[d] for d in TAG_DIMENSIONS if k.get(d)}
         region = k.get("region") or None
         values: dict[str, Any] = {
@@ -155,21 +150,21 @@ def focus_table(
                 else f"{workload}: GPU, CPU and RAM held on node {k.get('node')}"
             ),
             "ChargeFrequency": "Usage-Based",
-            "ChargePeriodEnd": datetime.fromtimestamp(r.end_ms / 1000, UTC),
-            "ChargePeriodStart": datetime.fromtimestamp(r.start_ms / 1000, UTC),
+            "ChargePeriodEnd": from_ms(r.end_ms),
+            "ChargePeriodStart": from_ms(r.start_ms),
             "ConsumedQuantity": qty,
             "ConsumedUnit": "Hours",
             "ContractedCost": listed,
-            "ContractedUnitPrice": (listed / qty).quantize(_Q) if qty else None,
+            "ContractedUnitPrice": unit,
             "EffectiveCost": cost,
             "InvoiceIssuerName": account_name,
             "ListCost": listed,
-            "ListUnitPrice": (listed / qty).quantize(_Q) if qty else None,
+            "ListUnitPrice": unit,
             "PricingCategory": "Standard",
             "PricingCurrency": currency,
-            "PricingCurrencyContractedUnitPrice": (listed / qty).quantize(_Q) if qty else None,
+            "PricingCurrencyContractedUnitPrice": unit,
             "PricingCurrencyEffectiveCost": cost,
-            "PricingCurrencyListUnitPrice": (listed / qty).quantize(_Q) if qty else None,
+            "PricingCurrencyListUnitPrice": unit,
             "PricingQuantity": qty,
             "PricingUnit": "Hours",
             # the platform team provides and invoices the chargeback: the cloud (if any) is

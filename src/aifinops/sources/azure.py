@@ -83,10 +83,7 @@ def _expressions(header: Header, options: dict[str, Any]) -> dict[str, str]:
         f"coalesce({money(c('PayGCostInBillingCurrency'))}, {money(c('PayGPrice'))} * {quantity})"
     )
     resource = c("ResourceId", "InstanceId", "InstanceName")
-    resource_type = (
-        f"coalesce({c('ResourceType')}, "
-        f"nullif(regexp_extract(CAST({resource} AS VARCHAR), '/providers/([^/]+/[^/]+)', 1), ''))"
-    )
+    resource_type = _resource_type(header)
     return {
         "provider": "'Microsoft'",
         "billing_account_id": c("BillingAccountId", "EnrollmentNumber"),
@@ -126,6 +123,13 @@ def _expressions(header: Header, options: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _resource_type(header: Header) -> str:
+    """The export's ResourceType, else the `provider/type` part of the resource id."""
+    resource = header.col("ResourceId", "InstanceId", "InstanceName")
+    from_id = f"regexp_extract(CAST({resource} AS VARCHAR), '/providers/([^/]+/[^/]+)', 1)"
+    return f"coalesce({header.col('ResourceType')}, nullif({from_id}, ''))"
+
+
 def _currency(header: Header, options: dict[str, Any]) -> str:
     found = header.col("BillingCurrencyCode", "BillingCurrency", "Currency")
     given = options.get("currency")
@@ -149,10 +153,7 @@ def _joins(header: Header) -> list[tuple[str, list[dict[str, str]], str]]:
             counts = per_service.setdefault(r["ConsumedService"].lower(), Counter())
             counts[r["ServiceCategory"]] += 1
     by_service = {s: c.most_common(1)[0][0] for s, c in per_service.items()}
-    resource = header.col("ResourceId", "InstanceId", "InstanceName")
-    rtype = header.col("ResourceType")
-    from_id = f"regexp_extract(CAST({resource} AS VARCHAR), '/providers/([^/]+/[^/]+)', 1)"
-    type_key = f"lower(coalesce({rtype}, {from_id}))"
+    type_key = f"lower({_resource_type(header)})"
     service = header.col("ConsumedService")
     return [
         (
