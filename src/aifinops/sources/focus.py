@@ -69,10 +69,9 @@ def _expressions(header: Header, options: dict[str, Any]) -> dict[str, str]:
         elif ours in {"pricing_quantity", "consumed_quantity"} or ours.endswith("_cost"):
             out[ours] = money(col)
         elif ours == "tags":
-            tags = header.find("Tags")
-            out[ours] = (
-                tags and header.types[tags].startswith("MAP") and bills.quote(tags)
-            ) or json_tags(col)
+            found = header.find("Tags")
+            is_map = bool(found) and header.types[found].startswith("MAP")
+            out[ours] = bills.quote(found) if found and is_map else json_tags(col)
         else:
             out[ours] = col
     return out
