@@ -20,17 +20,26 @@ H100 = Path(__file__).resolve().parents[1] / "src" / "aifinops" / "data" / "h100
 def shared_data(relative: str) -> Path:
     """A file of the workplace's shared data: `$AIFINOPS_SHARED_DATA`, else `../shared/data`
     beside the checkout, else `/work/shared/data`. Skipped where absent, failed in CI."""
+    return _shared("data", relative, "AIFINOPS_SHARED_DATA")
+
+
+def shared_tool(name: str) -> Path:
+    """A script of the workplace's shared tools (`../shared/tools`), e.g. focus-validate."""
+    return _shared("tools", name, "AIFINOPS_SHARED_TOOLS")
+
+
+def _shared(kind: str, relative: str, env: str) -> Path:
     import os
 
-    roots = [os.environ.get("AIFINOPS_SHARED_DATA", "")]
-    roots += [str(Path(__file__).resolve().parents[2] / "shared" / "data"), "/work/shared/data"]
+    roots = [os.environ.get(env, "")]
+    roots += [str(Path(__file__).resolve().parents[2] / "shared" / kind), f"/work/shared/{kind}"]
     for root in filter(None, roots):
         path = Path(root) / relative
         if path.exists():
             return path
     if os.environ.get("CI") == "true":
-        pytest.fail(f"shared data {relative} not found under {roots}")
-    pytest.skip(f"shared data {relative} not here")
+        pytest.fail(f"shared {kind} {relative} not found under {roots}")
+    pytest.skip(f"shared {kind} {relative} not here")
 
 
 T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z in ms
