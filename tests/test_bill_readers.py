@@ -117,9 +117,9 @@ def test_cur_2_parquet(make_service: Any, tmp_path: Path) -> None:
     assert tagged == [(1281 // 2,)]
 
 
-def test_cur_commitments_and_credits(make_service: Any, tmp_path: Path) -> None:
-    """Savings Plan, reservation and credit lines: billed vs effective (amortised) cost,
-    worked out by hand from the CUR column definitions."""
+def commitment_cur(path: Path) -> Path:
+    """A CUR hour with a Savings Plan (i-1), a reservation (i-2), spot (i-3), the plan's
+    recurring fee and a credit."""
     header = [
         "identity/LineItemId", "bill/PayerAccountId", "bill/BillingPeriodStartDate",
         "bill/BillingPeriodEndDate", "lineItem/UsageAccountId", "lineItem/LineItemType",
@@ -142,8 +142,14 @@ def test_cur_commitments_and_credits(make_service: Any, tmp_path: Path) -> None:
         f"e,999,{p},Usage,{t},SpotUsage:g5.xlarge,i-3,1,USD,0.40,1.006,,,,,,,",
         f"f,999,{p},Credit,{t},,,,USD,-5.00,,,,,,,,",
     ]
-    path = tmp_path / "cur.csv"
     path.write_text(",".join(header) + "\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_cur_commitments_and_credits(make_service: Any, tmp_path: Path) -> None:
+    """Savings Plan, reservation and credit lines: billed vs effective (amortised) cost,
+    worked out by hand from the CUR column definitions."""
+    path = commitment_cur(tmp_path / "cur.csv")
     svc = make_service()
     (result,) = svc.ingest_bills("cur", [path])
     assert result.rows == 6 and result.notes == []

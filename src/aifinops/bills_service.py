@@ -12,6 +12,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aifinops.core.model import normalise_dimension
+from aifinops.core.reconcile import (
+    NodeBill,
+    OtherSpend,
+    ReconciledReport,
+    resource_key,
+    scale_to_bill,
+)
 from aifinops.core.windows import Window, from_ms, iso_ms, month_bounds
 from aifinops.errors import UsageError
 
@@ -41,6 +49,7 @@ class BillsService:
         def _log(self, digest: str, kind: str, path: str, node: str | None,
                  start: int | None, end: int | None, rows: int) -> None: ...  # fmt: skip
         def cost(self, **kwargs: Any) -> CostReport: ...
+        def resolve_window(self, window: str | None, last: str | None) -> Window: ...
 
     # -- ingest -----------------------------------------------------------------------
     def ingest_focus(
@@ -253,6 +262,125 @@ class BillsService:
         return out
 
     # -- exports ------------------------------------------------------------------------
+    # -- reconciliation (DESIGN 2.9) ----------------------------------------------------
+    def reconcile(
+        self,
+        *,
+        window: str | None = None,
+        last: str | None = None,
+        by: Sequence[str] = ("team",),
+        idle: str | None = None,
+        shared_gpu: str | None = None,
+    ) -> ReconciledReport:
+        """The allocation at list price next to the same allocation scaled, node by node,
+        to the bill's EffectiveCost for that node's resource id over the window; and the
+        billed spend that is no node of the allocation, by provider and service category."""
+        win = self.resolve_window(window, last)
+        dims = tuple(normalise_dimension(d) for d in by if d.strip())
+        span = f"{win.start.isoformat()},{win.end.isoformat()}"
+        inner = dims if "node" in dims else (*dims, "node")
+        report = self.cost(
+            window=span, by=list(inner), idle=idle, shared_gpu=shared_gpu, node_buckets=True
+        )
+        currency = self.settings.currency
+        notes: list[str] = []
+
+        # the allocation's nodes by the key their resource id shares with the bill
+        present = {r.key["node"] for r in report.rows}
+        ids = dict(self.store.raw("SELECT node_id, resource_id FROM nodes"))
+        by_key: dict[str, list[str]] = {}
+        for node in sorted(present):
+            key = resource_key(ids.get(node))
+            if key:
+                by_key.setdefault(key, []).append(node)
+        for key, nodes in by_key.items():
+            if len(nodes) > 1:
+                notes.append(
+                    f"resource id {key!r} names {len(nodes)} nodes "
+                    f"({', '.join(nodes)}); not reconciled"
+                )
+        node_of = {k: v[0] for k, v in by_key.items() if len(v) == 1}
+
+        billed: dict[str, Decimal] = {}
+        other: dict[tuple[str, str, str], list[Decimal]] = {}
+        foreign: set[tuple[str, str]] = set()
+        for rid, provider, category, cur, cs, ce, bill, eff in self._bill_in_window(win):
+            frac = Decimal(1)
+            if cs is not None:  # a line reaching past the window: its share of the window
+                overlap = min(ce, win.end_ms) - max(cs, win.start_ms)
+                frac = Decimal(overlap) / Decimal(ce - cs)
+            node = node_of.get(resource_key(rid) or "")
+            if node is not None and cur == currency:
+                billed[node] = billed.get(node, Decimal(0)) + (eff or 0) * frac
+                continue
+            if node is not None:
+                foreign.add((node, cur or "no currency"))
+            acc = other.setdefault(
+                (provider or "unknown", category or "Other", cur or "no currency"),
+                [Decimal(0), Decimal(0)],
+            )
+            acc[0] += (bill or 0) * frac
+            acc[1] += (eff or 0) * frac
+        for node, cur in sorted(foreign):
+            notes.append(
+                f"node {node} is billed in {cur}, not {currency}: those lines are "
+                "kept apart under other spend, the node stays at list price"
+            )
+
+        rows, node_list = scale_to_bill(report.rows, dims, billed)
+        nodes = [NodeBill(n, ids.get(n), node_list[n], billed.get(n)) for n in sorted(node_list)]
+        for nb in nodes:
+            if nb.billed_cost is not None and nb.list_cost == 0:
+                notes.append(
+                    f"node {nb.node} has no list price; its bill is spread by "
+                    "GPU-hours over its rows (__unpriced__)"
+                )
+        covered = sum(1 for nb in nodes if nb.billed_cost is not None)
+        notes.insert(
+            0,
+            f"{covered} of {len(nodes)} node(s) found in the bill; the others "
+            "stay at list price (unbilled_cost)",
+        )
+        if not self.store.raw("SELECT 1 FROM cost_lines LIMIT 1"):
+            notes.insert(0, "no bills ingested (aifinops ingest focus|cur|azure|oci FILE)")
+        rows.sort(
+            key=lambda r: (
+                r.key.get(dims[0], "").startswith("__") if dims else False,
+                -r.list_cost,
+                tuple(r.key.values()),
+            )
+        )
+        spend = [OtherSpend(p, c, cur, v[0], v[1]) for (p, c, cur), v in other.items()]
+        spend.sort(
+            key=lambda o: (
+                o.currency != currency,
+                o.currency,
+                -o.effective_cost,
+                o.provider,
+                o.service_category,
+            )
+        )
+        return ReconciledReport(win, dims, currency, rows, nodes, spend, notes + report.notes)
+
+    def _bill_in_window(self, win: Window) -> list[tuple[Any, ...]]:
+        """Bill lines overlapping the window, summed exactly: lines inside it per resource,
+        provider, category and currency; lines reaching past it also per charge period
+        (their start and end, for the share that falls in the window)."""
+        s, e = win.start_ms, win.end_ms
+        inside = "charge_period_start_ms >= ? AND charge_period_end_ms <= ?"
+        return self.store.raw(
+            f"""
+            SELECT resource_id, provider, service_category, billing_currency,
+                   CASE WHEN {inside} THEN NULL ELSE charge_period_start_ms END AS cs,
+                   CASE WHEN {inside} THEN NULL ELSE charge_period_end_ms END AS ce,
+                   sum(billed_cost), sum(effective_cost)
+            FROM cost_lines
+            WHERE charge_period_start_ms < ? AND charge_period_end_ms > ?
+            GROUP BY ALL
+            """,
+            [s, e, s, e, e, s],
+        )
+
     def export_focus(
         self,
         path: Path,

@@ -1548,6 +1548,7 @@ class Service(BillsService):
         team: str | None = None,
         unit: str | None = None,
         source: str = "telemetry",
+        node_buckets: bool = False,
     ) -> CostReport:
         if source not in ("telemetry", "opencost"):
             raise UsageError(
@@ -1603,6 +1604,7 @@ class Service(BillsService):
             idle_p,
             per_step=step is not None,
             team=team,
+            node_buckets=node_buckets,
         )
         result = allocate(
             self.store, query, price_table(prices, nodes), self.settings.attribution.rules()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aifinops.errors import AifinopsError
+from aifinops.errors import AifinopsError, UsageError
 
 if TYPE_CHECKING:
     from aifinops.service import IngestResult, Service
@@ -755,10 +755,40 @@ def cost(
         str,
         typer.Option(help="telemetry (the engine) or opencost (imported OpenCost allocations)."),
     ] = "telemetry",
+    reconciled: Annotated[
+        bool,
+        typer.Option(
+            "--reconciled",
+            help="Scale each node to its billed EffectiveCost (from ingested bills) and show "
+            "list price, billed cost and the difference; other billed spend by category.",
+        ),
+    ] = False,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """What GPU nodes cost, attributed to teams, projects, models and workloads."""
+    from aifinops.cli import render
+
     svc = _service()
+    if reconciled:
+        given = [n for n, v in (("--step", step), ("--unit", unit), ("--team", team)) if v]
+        if source != "telemetry":
+            given.append("--source")
+        try:
+            if given:
+                raise UsageError(
+                    f"{', '.join(given)} cannot go with --reconciled", where="--reconciled"
+                )
+            rec = svc.reconcile(
+                window=window,
+                last=last,
+                by=by.split(","),
+                idle=idle.value if idle else None,
+                shared_gpu=shared_gpu.value if shared_gpu else None,
+            )
+        finally:
+            svc.close()
+        render.reconciled_report(rec, fmt.value, _console())
+        return
     try:
         report = svc.cost(
             window=window,
@@ -773,8 +803,6 @@ def cost(
         )
     finally:
         svc.close()
-    from aifinops.cli import render
-
     render.cost_report(report, fmt.value, _console())
 
 

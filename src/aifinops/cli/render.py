@@ -14,6 +14,7 @@ from aifinops.core.money import ZERO, to_cents
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from aifinops.core.reconcile import ReconciledReport
     from aifinops.demo import DemoResult
 
 
@@ -153,6 +154,74 @@ def cost_table(report: CostReport, detailed: bool = False) -> Any:
             cells += [hours(row.used_gpu_hours), ", ".join(row.efficiency_signals)]
         table.add_row(*cells)
     return table
+
+
+def reconciled_report(report: ReconciledReport, fmt: str, console: Console) -> None:
+    """`cost --reconciled`: list price next to the bill, per group; other billed spend."""
+    if fmt == "json":
+        console.file.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        fields = [*report.by, "list_cost", "billed_cost", "difference", "unbilled_cost"]
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for row in report.rows:
+            flat = row.to_dict()
+            writer.writerow({**flat.pop("key"), **flat})
+        console.file.write(buf.getvalue())
+        return
+    from rich.table import Table
+
+    w = report.window
+    table = Table(
+        title=f"GPU cost reconciled with the bill, by {', '.join(report.by) or 'nothing'}  "
+        f"{w.start:%Y-%m-%d %H:%M} → {w.end:%Y-%m-%d %H:%M} UTC  ({report.currency})",
+        title_justify="left",
+        show_footer=True,
+    )
+    for i, dim in enumerate(report.by):
+        table.add_column(dim.replace("_", "-"), footer="total" if i == 0 else "")
+    for name, head in (
+        ("list_cost", "list $"),
+        ("billed_cost", "billed $"),
+        ("difference", "difference $"),
+        ("unbilled_cost", "not in bill $"),
+    ):
+        table.add_column(head, justify="right", footer=money(report.total(name)))
+    for row in report.rows:
+        table.add_row(
+            *(_key_cell(v) for v in row.key.values()),
+            money(row.list_cost),
+            money(row.billed_cost),
+            money(row.difference),
+            money(row.unbilled_cost),
+        )
+    console.print(table)
+    if report.other:
+        other = Table(
+            title="Other billed spend in the window (not a node of the allocation)",
+            title_justify="left",
+        )
+        for head in ("provider", "service category", "currency"):
+            other.add_column(head)
+        other.add_column("billed", justify="right")
+        other.add_column("effective", justify="right")
+        for o in report.other:
+            other.add_row(
+                o.provider,
+                o.service_category,
+                o.currency,
+                money(o.billed_cost),
+                money(o.effective_cost),
+            )
+        console.print(other)
+    console.print(
+        "billed = the bill's EffectiveCost (spot, savings plans, reservations and "
+        "credits included), spread over each node's rows"
+    )
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
 
 
 def _key_cell(value: str) -> str:

@@ -69,6 +69,8 @@ class AllocationQuery:
     idle: IdlePolicy = IdlePolicy.SEPARATE
     per_step: bool = False
     team: str | None = None
+    # keep the node of bucket rows (idle, unpriced, shared): reconciliation scales per node
+    node_buckets: bool = False
 
     @property
     def stepwise(self) -> bool:
@@ -287,7 +289,7 @@ def _allocate_from_scan(
         )
 
     # 5. attribution and buckets
-    rows = _attribute(store, rows, p, rules, query.by)
+    rows = _attribute(store, rows, p, rules, query.by, query.node_buckets)
     if query.team is not None:
         rows = rows.filter(rows.team == query.team)
 
@@ -501,7 +503,12 @@ def _share_idle(rows: ir.Table, policy: IdlePolicy) -> ir.Table:
 
 
 def _attribute(
-    store: Store, rows: ir.Table, p: ir.Table, rules: AttributionRules, by: tuple[str, ...]
+    store: Store,
+    rows: ir.Table,
+    p: ir.Table,
+    rules: AttributionRules,
+    by: tuple[str, ...],
+    node_buckets: bool = False,
 ) -> ir.Table:
     w = store.table("workloads").select("workload_id", "namespace", "labels")
     ns = store.table("namespaces").select("namespace", ns_labels="labels")
@@ -550,7 +557,7 @@ def _attribute(
             value = j.node_id
         else:  # gpu_model, provider, region, instance_type come from the node
             value = j[dim].fill_null(UNALLOCATED)
-        dims[dim] = bucket.fill_null(value)
+        dims[dim] = value if dim == "node" and node_buckets else bucket.fill_null(value)
     return j.select(
         "step",
         "gpu_ms",
