@@ -372,3 +372,23 @@ def test_mixed_currencies_never_summed(make_service: Any, tmp_path: Path) -> Non
     out = svc.bills_summary(by=["provider"])
     assert json.dumps(out, default=str)  # JSON-able
     assert {r["currency"] for r in out} == {"EUR", "USD"}
+
+
+def test_cur_line_identity(make_service: Any, tmp_path: Path) -> None:
+    """A CUR line is its `identity/LineItemId` + `identity/TimeInterval` and what we read:
+    the same line again with an unread column changed is a repeat; a copy under another line
+    id is a second line."""
+    rows = _raw(shared_data(CUR))[:3]
+    again = dict(rows[0], **{"bill/InvoiceId": "changed-but-unread"})
+    other = dict(rows[1], **{"identity/LineItemId": rows[1]["identity/LineItemId"] + "-b"})
+    path = tmp_path / "cur.csv"
+    with path.open("w", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows([*rows, again, other])
+    svc = make_service()
+    (result,) = svc.ingest_bills("cur", [path])
+    assert result.rows == 4 and svc.store.count("cost_lines") == 4
+    assert "1 line(s) repeated within the file were counted once" in result.notes
+    want = sum(_d(r["lineItem/UnblendedCost"]) for r in [*rows, other])
+    assert sum(_by(svc, "provider").values()) == want

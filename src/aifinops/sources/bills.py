@@ -192,6 +192,9 @@ class BillFormat:
     expressions: Callable[[Header, dict[str, Any]], dict[str, str]]
     # extra lookup tables the expressions join to: name -> (CSV rows, join SQL)
     joins: Callable[[Header], list[tuple[str, list[dict[str, str]], str]]] = lambda h: []
+    # the columns by which the provider identifies a line (each a tuple of spellings); where
+    # a file has them, a repeated line is one equal in those and in every column we read
+    identity: tuple[tuple[str, ...], ...] = ()
 
 
 FORMATS: dict[str, BillFormat] = {}
@@ -285,11 +288,14 @@ def read_bill(
             con.register(f"_{name}_rows", pa.Table.from_pylist(rows))
             con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _{name}_rows")
             joins.append(on)
-        every = ", ".join(f"coalesce(CAST({quote(n)} AS VARCHAR), chr(30))" for n in header.names)
+        key = ", ".join(
+            f"coalesce(CAST({quote(n)} AS VARCHAR), chr(30))"
+            for n in _line_key(fmt, header, exprs, joins)
+        )
         selected = []
         for f in COST_LINES:
             if f.name == "line_hash":
-                expr = f"md5(concat_ws(chr(31), {every}))"
+                expr = f"md5(concat_ws(chr(31), {key}))"
             elif f.name == "source":
                 expr = literal(path.name)
             else:
@@ -314,6 +320,22 @@ def read_bill(
         _rejects(con, path, state)
     finally:
         con.close()
+
+
+def _line_key(
+    fmt: BillFormat, header: Header, exprs: dict[str, str], joins: list[str]
+) -> list[str]:
+    """The columns whose equality makes two lines one line repeated: every column, or, where
+    the file carries the provider's line identity (a CUR's `identity/LineItemId` and
+    `identity/TimeInterval`), that identity and every column the conversion reads. The
+    second is as strict for the lines we keep and does not hash the ~60 CUR columns that no
+    cost line uses."""
+    ids = [header.find(*spellings) for spellings in fmt.identity]
+    if not ids or None in ids:
+        return list(header.names)
+    text = " ".join([*exprs.values(), *joins])
+    read = [n for n in header.names if quote(n) in text and n not in ids]
+    return [str(i) for i in ids] + read
 
 
 def _keep(table: pa.Table, path: Path, state: BillRead) -> pa.Table:

@@ -188,6 +188,14 @@ def _joins(header: Header) -> list[tuple[str, list[dict[str, str]], str]]:
 
 FORMAT = bills.register(
     bills.BillFormat(
-        "cur", "an AWS Cost and Usage Report (legacy or 2.0)", _recognise, _expressions, _joins
+        "cur",
+        "an AWS Cost and Usage Report (legacy or 2.0)",
+        _recognise,
+        _expressions,
+        _joins,
+        identity=(
+            ("identity/LineItemId", "identity_line_item_id"),
+            ("identity/TimeInterval", "identity_time_interval"),
+        ),
     )
 )
