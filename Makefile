@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` and `make test`. Each installs what it needs.
-.PHONY: demo test lint unit bench lock setup clean
+.PHONY: demo test lint unit bench bench-bills lock setup clean
 
 VENV := .venv/bin
 
@@ -24,6 +24,11 @@ test: lint unit
 
 bench: setup
 	$(VENV)/python bench/allocation.py --gpus 1000 --days 30
+	$(VENV)/python bench/bills.py --copies 781
+
+# The CUR conversion alone (1M lines, vs the FinOps Foundation's focus-converter).
+bench-bills: setup
+	$(VENV)/python bench/bills.py --copies 781
 
 # Re-pin every dependency, with hashes (needs the package registry).
 lock:

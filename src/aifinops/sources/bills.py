@@ -131,7 +131,12 @@ def literal(text: str | None) -> str:
 
 
 def money(expr: str) -> str:
-    return f"TRY_CAST({expr} AS DECIMAL(38, 12))"
+    """Exact money, DECIMAL(38, 12). Amounts under a million parse on the 64-bit decimal path
+    (twice as fast as the 128-bit one); the rest fall through to the wide cast."""
+    return (
+        f"CAST(coalesce(TRY_CAST({expr} AS DECIMAL(18, 12)), TRY_CAST({expr} AS DECIMAL(38, 12)))"
+        " AS DECIMAL(38, 12))"
+    )
 
 
 def ms(expr: str, formats: tuple[str, ...] = ()) -> str:
@@ -224,8 +229,8 @@ def _source(path: Path, pad: bool = False) -> str:
     return (
         f"read_csv({name}, header = true, all_varchar = true, delim = ',', quote = '\"', "
         f"escape = '\"', nullstr = ['', 'NULL'], store_rejects = true, "
-        f"rejects_table = 'bill_rejects', rejects_scan = 'bill_reject_scans', "
-        f"max_line_size = 16777216{', null_padding = true' if pad else ''})"
+        f"rejects_table = 'bill_rejects', rejects_scan = 'bill_reject_scans'"
+        f"{', null_padding = true' if pad else ''})"
     )
 
 
@@ -285,8 +290,7 @@ def read_bill(
     try:
         joins = []
         for name, rows, on in fmt.joins(header):
-            con.register(f"_{name}_rows", pa.Table.from_pylist(rows))
-            con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _{name}_rows")
+            _lookup_table(con, name, rows)
             joins.append(on)
         key = ", ".join(
             f"coalesce(CAST({quote(n)} AS VARCHAR), chr(30))"
@@ -320,6 +324,17 @@ def read_bill(
         _rejects(con, path, state)
     finally:
         con.close()
+
+
+def _lookup_table(con: Any, name: str, rows: list[dict[str, str]]) -> None:
+    """A small lookup table from literal rows (registering a Python object would make
+    DuckDB import pandas, two seconds of a short read)."""
+    cols = list(rows[0])
+    values = ", ".join("(" + ", ".join(literal(r.get(c)) for c in cols) + ")" for r in rows)
+    con.execute(
+        f"CREATE TEMP TABLE {name} AS SELECT * FROM (VALUES {values}) AS t"
+        f"({', '.join(quote(c) for c in cols)})"
+    )
 
 
 def _line_key(
