@@ -213,8 +213,11 @@ def register(fmt: BillFormat) -> BillFormat:
 def _connect() -> Any:
     import duckdb
 
-    con = duckdb.connect(config={"memory_limit": "1GB", "threads": 2})
+    con = duckdb.connect(config={"memory_limit": "1GB"})
     con.execute("SET TimeZone = 'UTC'")  # a timestamp without an offset is UTC
+    con.execute("SET enable_progress_bar = false")  # the caller shows its own progress
+    # the order of a bill's lines carries nothing; unordered, the scan runs freely parallel
+    con.execute("SET preserve_insertion_order = false")
     return con
 
 
@@ -234,18 +237,20 @@ def _source(path: Path, pad: bool = False) -> str:
     )
 
 
-def header_of(path: Path) -> Header:
+def header_of(path: Path, con: Any = None) -> Header:
     if not path.is_file():
         raise InputError("no such file", where=str(path))
     if path.stat().st_size == 0:
         raise InputError("empty file", where=str(path))
-    con = _connect()
+    own = con is None
+    con = _connect() if own else con
     try:
         rows = con.execute(f"DESCRIBE SELECT * FROM {_source(path)}").fetchall()
     except Exception as error:  # duckdb.Error: unreadable, not CSV, not Parquet
         raise InputError(f"cannot read the file: {error}", where=str(path)) from error
     finally:
-        con.close()
+        if own:
+            con.close()
     return Header([(r[0], str(r[1])) for r in rows])
 
 
@@ -270,7 +275,17 @@ def read_bill(
 ) -> Iterator[pa.Table]:
     """Batches of cost lines from one bill file; problems are collected in `read`."""
     state = read if read is not None else BillRead()
-    header = header_of(path)
+    con = _connect()
+    try:
+        yield from _read(con, path, fmt, options or {}, batch_rows, state)
+    finally:
+        con.close()
+
+
+def _read(
+    con: Any, path: Path, fmt: BillFormat, opts: dict[str, Any], batch_rows: int, state: BillRead
+) -> Iterator[pa.Table]:
+    header = header_of(path, con)
     if not fmt.recognise(header):
         other = detect(header)
         hint = (
@@ -280,50 +295,45 @@ def read_bill(
             "OCI: ingest oci"
         )
         raise InputError(f"not {fmt.title}", where=str(path), hint=hint)
-    opts = options or {}
     try:
         exprs = fmt.expressions(header, opts)
     except InputError as error:
         error.where = error.where or str(path)
         raise
-    con = _connect()
+    joins = []
+    for name, rows, on in fmt.joins(header):
+        _lookup_table(con, name, rows)
+        joins.append(on)
+    key = ", ".join(
+        f"coalesce(CAST({quote(n)} AS VARCHAR), chr(30))"
+        for n in _line_key(fmt, header, exprs, joins)
+    )
+    selected = []
+    for f in COST_LINES:
+        if f.name == "line_hash":
+            expr = f"md5(concat_ws(chr(31), {key}))"
+        elif f.name == "source":
+            expr = literal(path.name)
+        else:
+            expr = exprs.get(f.name, "NULL")
+        selected.append(f"CAST({expr} AS {_SQL_TYPES[f.type]}) AS {f.name}")
+    checks = " ".join(
+        f"WHEN {col} IS NULL THEN 'no readable {what}'" for col, what in REQUIRED.items()
+    )
+    sql = (
+        f"WITH src AS (SELECT * FROM {_source(path, bool(opts.get('pad_short_rows')))}), "
+        f"lines AS (SELECT {', '.join(selected)} FROM src {' '.join(joins)}) "
+        f"SELECT *, CASE {checks} ELSE NULL END AS _problem FROM lines"
+    )
     try:
-        joins = []
-        for name, rows, on in fmt.joins(header):
-            _lookup_table(con, name, rows)
-            joins.append(on)
-        key = ", ".join(
-            f"coalesce(CAST({quote(n)} AS VARCHAR), chr(30))"
-            for n in _line_key(fmt, header, exprs, joins)
-        )
-        selected = []
-        for f in COST_LINES:
-            if f.name == "line_hash":
-                expr = f"md5(concat_ws(chr(31), {key}))"
-            elif f.name == "source":
-                expr = literal(path.name)
-            else:
-                expr = exprs.get(f.name, "NULL")
-            selected.append(f"CAST({expr} AS {_SQL_TYPES[f.type]}) AS {f.name}")
-        checks = " ".join(
-            f"WHEN {col} IS NULL THEN 'no readable {what}'" for col, what in REQUIRED.items()
-        )
-        sql = (
-            f"WITH src AS (SELECT * FROM {_source(path, bool(opts.get('pad_short_rows')))}), "
-            f"lines AS (SELECT {', '.join(selected)} FROM src {' '.join(joins)}) "
-            f"SELECT *, CASE {checks} ELSE NULL END AS _problem FROM lines"
-        )
-        try:
-            reader = con.sql(sql).to_arrow_reader(batch_rows)
-            for batch in reader:
-                yield _keep(pa.Table.from_batches([batch]), path, state)
-        except InputError:
-            raise
-        except Exception as error:  # duckdb.Error mid-scan: a broken file
-            raise InputError(f"cannot read the file: {error}", where=str(path)) from error
-        _rejects(con, path, state)
-    finally:
-        con.close()
+        reader = con.sql(sql).to_arrow_reader(batch_rows)
+        for batch in reader:
+            yield _keep(pa.Table.from_batches([batch]), path, state)
+    except InputError:
+        raise
+    except Exception as error:  # duckdb.Error mid-scan: a broken file
+        raise InputError(f"cannot read the file: {error}", where=str(path)) from error
+    _rejects(con, path, state)
 
 
 def _lookup_table(con: Any, name: str, rows: list[dict[str, str]]) -> None:
