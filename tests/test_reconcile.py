@@ -211,6 +211,15 @@ def test_resource_keys() -> None:
     )
     assert resource_key("aws:///us-east-1a/i-0abc") == resource_key("i-0ABC") == "i-0abc"
     assert resource_key("") is None and resource_key(None) is None
+    # a scale-set instance is billed under its scale set; a plain VM under itself
+    from aifinops.core.reconcile import group_key
+    from aifinops.sources.kubernetes import resource_id
+
+    vmss = "azure:///subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/"
+    inst = resource_id(vmss + "virtualMachineScaleSets/AKS-GPU-VMSS/virtualMachines/3")
+    assert inst == "AKS-GPU-VMSS/virtualMachines/3" and group_key(inst) == "aks-gpu-vmss"
+    assert group_key(arm) is None and group_key("i-0abc") is None and group_key(None) is None
+    assert resource_id("aws:///us-east-1a/i-0abc") == "i-0abc"
 
 
 def test_cost_reconciled_on_the_command_line(make_service: Any, tmp_path: Path) -> None:
@@ -308,3 +317,52 @@ def test_savings_plan_reservation_spot_and_credit_from_a_cur(
     assert sum(o.effective_cost for o in report.other) == d("5")
     assert sum(o.billed_cost for o in report.other) == d("65")
     assert report.notes[0].startswith("3 of 3 node(s)")
+
+
+def test_aks_scale_set_bill_spread_over_its_instances(make_service: Any, tmp_path: Path) -> None:
+    """AKS nodes are scale-set instances; the Azure bill carries the scale set. Two H100
+    instances (providerID .../virtualMachineScaleSets/aks-gpu-vmss/virtualMachines/0 and /1)
+    at $3.00/GPU-hour list: n0 held by team a the hour ($3.00), n1 by team b for 30 min
+    ($1.50) and idle 30 min ($1.50). The scale set's EffectiveCost for the hour is 4.00: each
+    instance (equal list cost) takes 2.00, so a 3.00 -> 2.00, b 1.50 -> 1.00, idle -> 1.00."""
+    vmss = ("/subscriptions/S/resourceGroups/MC_rg/providers/Microsoft.Compute/"
+            "virtualMachineScaleSets/aks-gpu-vmss")  # fmt: skip
+    nodes = [
+        {"apiVersion": "v1", "kind": "Node",
+         "metadata": {"name": f"aks-gpu-vmss00000{i}",
+                      "labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                                 "nvidia.com/gpu.count": "1"}},
+         "spec": {"providerID": f"azure://{vmss}/virtualMachines/{i}"}}
+        for i in (0, 1)
+    ]  # fmt: skip
+    dump = tmp_path / "nodes.json"
+    dump.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
+    svc = make_service({"prices": {"gpu_models": {"H100": 3.00}}})
+    svc.ingest_kubernetes([dump])
+    n0, n1 = "aks-gpu-vmss000000", "aks-gpu-vmss000001"
+    samples = []
+    for i in range(60):
+        samples += sample(T0 + i * MIN, n0, "g0", [("a/w0", 1, 1, 1)])
+        samples += sample(
+            T0 + i * MIN, n1, "g0", [("b/w1", 1, 1, 1) if i < 30 else (None, 1, 1, 0)]
+        )
+    pods = [{"workload_id": w, "kind": "pod", "namespace": w[0], "node_id": n,
+             "labels": {"team": w[0]}, "source": "test"}
+            for w, n in (("a/w0", n0), ("b/w1", n1))]  # fmt: skip
+    load_facts(svc, [], pods, samples)
+    bill = tmp_path / "azure-focus.csv"
+    with bill.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(HEADER)
+        row = _line(vmss, T0, T0 + HOUR, "Compute", "Virtual Machines", "4.00", "4.00", "6.00")
+        out.writerow(["Microsoft", *row[1:]])
+    svc.ingest_focus([bill])
+    report = svc.reconcile(window=window(1), by=["team"])
+    got = {r.key["team"]: (_d(r.list_cost), _d(r.billed_cost)) for r in report.rows}
+    d = Decimal
+    assert got == {"a": (d("3"), d("2")), "b": (d("1.5"), d("1")), IDLE: (d("1.5"), d("1"))}
+    assert report.notes[0].startswith("2 of 2 node(s)") and report.other == []
+    assert {n.resource_id for n in report.nodes} == {
+        "aks-gpu-vmss/virtualMachines/0",
+        "aks-gpu-vmss/virtualMachines/1",
+    }

@@ -17,6 +17,8 @@ from aifinops.core.reconcile import (
     NodeBill,
     OtherSpend,
     ReconciledReport,
+    group_key,
+    node_costs,
     resource_key,
     scale_to_bill,
 )
@@ -285,13 +287,18 @@ class BillsService:
         currency = self.settings.currency
         notes: list[str] = []
 
-        # the allocation's nodes by the key their resource id shares with the bill
+        # the allocation's nodes by the key their resource id shares with the bill: its own
+        # (instance id, VM name), or the scale set an Azure scale-set instance is billed under
         present = {r.key["node"] for r in report.rows}
         ids = dict(self.store.raw("SELECT node_id, resource_id FROM nodes"))
+        listed, _ = node_costs(report.rows)
         by_key: dict[str, list[str]] = {}
+        groups: dict[str, list[str]] = {}
         for node in sorted(present):
-            key = resource_key(ids.get(node))
-            if key:
+            group = group_key(ids.get(node))
+            if group:
+                groups.setdefault(group, []).append(node)
+            elif key := resource_key(ids.get(node)):
                 by_key.setdefault(key, []).append(node)
         for key, nodes in by_key.items():
             if len(nodes) > 1:
@@ -299,7 +306,14 @@ class BillsService:
                     f"resource id {key!r} names {len(nodes)} nodes "
                     f"({', '.join(nodes)}); not reconciled"
                 )
-        node_of = {k: v[0] for k, v in by_key.items() if len(v) == 1}
+        # where a bill line goes: node -> share of the line
+        target: dict[str, list[tuple[str, Decimal]]] = {}
+        for key, nodes in groups.items():
+            total = sum((listed[n] for n in nodes), Decimal(0))
+            target[key] = [
+                (n, listed[n] / total if total else Decimal(1) / len(nodes)) for n in nodes
+            ]
+        target.update({k: [(v[0], Decimal(1))] for k, v in by_key.items() if len(v) == 1})
 
         billed: dict[str, Decimal] = {}
         other: dict[tuple[str, str, str], list[Decimal]] = {}
@@ -309,11 +323,12 @@ class BillsService:
             if cs is not None:  # a line reaching past the window: its share of the window
                 overlap = min(ce, win.end_ms) - max(cs, win.start_ms)
                 frac = Decimal(overlap) / Decimal(ce - cs)
-            node = node_of.get(resource_key(rid) or "")
-            if node is not None and cur == currency:
-                billed[node] = billed.get(node, Decimal(0)) + (eff or 0) * frac
+            shares = target.get(resource_key(rid) or "")
+            if shares and cur == currency:
+                for node, share in shares:
+                    billed[node] = billed.get(node, Decimal(0)) + (eff or 0) * frac * share
                 continue
-            if node is not None:
+            for node, _ in shares or ():
                 foreign.add((node, cur or "no currency"))
             acc = other.setdefault(
                 (provider or "unknown", category or "Other", cur or "no currency"),

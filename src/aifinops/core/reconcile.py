@@ -111,6 +111,17 @@ class ReconciledReport:
         }
 
 
+def node_costs(rows: Iterable[CostRow]) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """Each node's list cost and GPU-hours over rows that carry a `node` key."""
+    cost: dict[str, Decimal] = {}
+    gpu: dict[str, Decimal] = {}
+    for r in rows:
+        n = r.key["node"]
+        cost[n] = cost.get(n, ZERO) + r.total_cost
+        gpu[n] = gpu.get(n, ZERO) + r.gpu_hours
+    return cost, gpu
+
+
 def scale_to_bill(
     rows: Iterable[CostRow], by: Sequence[str], billed: Mapping[str, Decimal]
 ) -> tuple[list[ReconciledRow], dict[str, Decimal]]:
@@ -118,12 +129,7 @@ def scale_to_bill(
     (node -> billed EffectiveCost). `rows` must carry a `node` key on every row, buckets
     included. Returns the rows and each node's list cost."""
     rows = list(rows)
-    node_list: dict[str, Decimal] = {}
-    node_gpu: dict[str, Decimal] = {}
-    for r in rows:
-        n = r.key["node"]
-        node_list[n] = node_list.get(n, ZERO) + r.total_cost
-        node_gpu[n] = node_gpu.get(n, ZERO) + r.gpu_hours
+    node_list, node_gpu = node_costs(rows)
     out: dict[tuple[str, ...], list[Decimal]] = {}
     keys: dict[tuple[str, ...], dict[str, str]] = {}
     for r in rows:
@@ -142,6 +148,15 @@ def scale_to_bill(
             acc[1] += billed[n] * r.gpu_hours / node_gpu[n]
     result = [ReconciledRow(keys[k], *v) for k, v in out.items()]
     return result, node_list
+
+
+def group_key(resource_id: str | None) -> str | None:
+    """The resource a node's bill comes under when it is not its own: the scale set of an
+    Azure scale-set instance (`aks-gpu-vmss/virtualMachines/3`, or the instance's full ARM
+    id, -> `aks-gpu-vmss`); None for anything else."""
+    parts = (resource_id or "").strip("/").lower().split("/")
+    scale_set = len(parts) == 3 or (len(parts) > 3 and parts[-4] == "virtualmachinescalesets")
+    return parts[-3] if scale_set and parts[-2] == "virtualmachines" else None
 
 
 def resource_key(resource_id: str | None) -> str | None:

@@ -146,7 +146,7 @@ def node_row(item: dict[str, Any], where: str) -> dict[str, Any]:
         "memory_gib": parse_memory_gib(capacity.get("memory")),
         "mig_strategy": labels.get("nvidia.com/mig.strategy"),
         "gpu_replicas": int(replicas) if replicas and replicas.isdigit() else None,
-        "resource_id": provider_id.rsplit("/", 1)[-1] if provider_id else None,
+        "resource_id": resource_id(provider_id),
         "labels": labels,
         "source": "kubernetes",
     }
@@ -245,6 +245,20 @@ def parse_memory_gib(value: Any) -> float | None:
     if not match:
         raise InputError(f"cannot read memory quantity {value!r}")
     return float(match.group(1)) * _MEM_UNITS[match.group(2)] / 1024**3
+
+
+def resource_id(provider_id: str) -> str | None:
+    """What the bill calls a node: the last part of its `providerID` (`i-0abc`, a VM name,
+    a GCE instance) — for an Azure scale-set instance, the scale set and the instance
+    (`aks-gpu-vmss/virtualMachines/3`), since the bill carries the scale set."""
+    if not provider_id:
+        return None
+    parts = provider_id.rstrip("/").split("/")
+    lower = [x.lower() for x in parts]
+    if "virtualmachinescalesets" in lower:
+        i = lower.index("virtualmachinescalesets")
+        return "/".join(parts[i + 1 :]) or None
+    return parts[-1] or None
 
 
 def _provider(provider_id: str, labels: dict[str, str]) -> str | None:
