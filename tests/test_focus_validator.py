@@ -21,10 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aifinops.sources.capture import CAPTURE_HOST, h100_capture_dir, owners_from_events
 from tests.conftest import shared_tool
-
-PRICE = {"prices": {"gpu_models": {"NVIDIA H100 80GB HBM3": 4.00}}}
+from tests.test_focus_export import capture_service
 
 # The three leaf rules that contradict a sibling in validator 2.2.1's model, and the
 # composites above them (read from rules/model-1.2.0.1.json, not from a run).
@@ -76,13 +74,7 @@ def _validate(path: Path, *flags: str) -> tuple[set[str], tuple[int, ...]]:
 
 
 def _export(make_service: Any, out: Path) -> Path:
-    svc = make_service(PRICE)
-    cap = h100_capture_dir()
-    svc.ingest_nvidia_smi(
-        cap, host=CAPTURE_HOST, owners=owners_from_events(cap / "workload_events.jsonl",
-                                                          namespace="lab"),
-    )  # fmt: skip
-    svc.export_focus(out, step="1h")
+    capture_service(make_service).export_focus(out, step="1h")
     return out
 
 
