@@ -366,3 +366,34 @@ def test_aks_scale_set_bill_spread_over_its_instances(make_service: Any, tmp_pat
         "aks-gpu-vmss/virtualMachines/0",
         "aks-gpu-vmss/virtualMachines/1",
     }
+
+
+def test_a_node_without_list_price_is_priced_from_its_bill(
+    make_service: Any, tmp_path: Path
+) -> None:
+    """n4 has a GPU no price list knows (so its hour would sit in __unpriced__); the bill
+    says its instance cost 7.00 for the hour: team c, which held it 45 of the 60 minutes,
+    is charged 7.00 x 45/60 = 5.25 and idle 1.75, with no list cost to compare."""
+    svc = make_service(PRICE)
+    node = {"node_id": "n4", "gpu_model": "NVIDIA Z900", "gpu_count": 1,
+            "resource_id": "i-0ddd", "source": "test"}  # fmt: skip
+    pod = {"workload_id": "c/w4", "kind": "pod", "namespace": "c", "node_id": "n4",
+           "labels": {"team": "c"}, "source": "test"}  # fmt: skip
+    samples = []
+    for i in range(60):
+        holder = ("c/w4", 1, 1, 1) if i < 45 else (None, 1, 1, 0)
+        samples += sample(T0 + i * MIN, "n4", "g0", [holder])
+    load_facts(svc, [node], [pod], samples)
+    assert svc.cost(window=window(1)).unpriced  # without the bill: unpriced
+    bill = tmp_path / "bill.csv"
+    with bill.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(HEADER)
+        out.writerow(_line("i-0ddd", T0, T0 + HOUR, "Compute", "Amazon EC2", "7", "7", "7"))
+    svc.ingest_focus([bill])
+    report = svc.reconcile(window=window(1), by=["team"])
+    got = {r.key["team"]: (_d(r.list_cost), _d(r.billed_cost), _d(r.difference))
+           for r in report.rows}  # fmt: skip
+    d = Decimal
+    assert got == {"c": (d("0"), d("5.25"), d("5.25")), IDLE: (d("0"), d("1.75"), d("1.75"))}
+    assert any("n4 has no list price; priced from its bill at 7.0000" in n for n in report.notes)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aifinops.core.model import normalise_dimension
+from aifinops.core.pricing import NodeRule
 from aifinops.core.reconcile import (
     NodeBill,
     OtherSpend,
@@ -342,13 +343,34 @@ class BillsService:
                 "kept apart under other spend, the node stays at list price"
             )
 
-        rows, node_list = scale_to_bill(report.rows, dims, billed)
-        nodes = [NodeBill(n, ids.get(n), node_list[n], billed.get(n)) for n in sorted(node_list)]
+        # a node with no list price but a bill is priced from its bill (DESIGN 2.1, the
+        # first source of price) and allocated again, so its rows find their teams
+        _, gpu_hours = node_costs(report.rows)
+        counts = dict(self.store.raw("SELECT node_id, coalesce(gpu_count, 0) FROM nodes"))
+        from_bill: dict[str, Decimal] = {}
+        for node, amount in billed.items():
+            hours = gpu_hours.get(node, Decimal(0)) / max(int(counts.get(node) or 0), 1)
+            if listed.get(node, Decimal(0)) == 0 and amount > 0 and hours > 0:
+                from_bill[node] = amount / hours
+        if from_bill:
+            rules = tuple(NodeRule("name", n, node_hourly=r, source="bill") for n, r in
+                          from_bill.items())  # fmt: skip
+            report = self.cost(window=span, by=list(inner), idle=idle, shared_gpu=shared_gpu,
+                               node_buckets=True, bill_rules=rules)  # fmt: skip
+            for node, rate in sorted(from_bill.items()):
+                notes.append(f"node {node} has no list price; priced from its bill at "
+                             f"{rate:.4f} {currency} per node-hour")  # fmt: skip
+
+        rows, node_list = scale_to_bill(report.rows, dims, billed, unlisted=set(from_bill))
+        nodes = [
+            NodeBill(n, ids.get(n), Decimal(0) if n in from_bill else node_list[n], billed.get(n))
+            for n in sorted(node_list)
+        ]
         for nb in nodes:
-            if nb.billed_cost is not None and nb.list_cost == 0:
+            if nb.billed_cost is not None and node_list[nb.node] == 0:
                 notes.append(
-                    f"node {nb.node} has no list price; its bill is spread by "
-                    "GPU-hours over its rows (__unpriced__)"
+                    f"node {nb.node} has no list price and no GPU time; its bill is spread "
+                    "over its rows by GPU-hours"
                 )
         covered = sum(1 for nb in nodes if nb.billed_cost is not None)
         notes.insert(

@@ -1359,14 +1359,17 @@ class Service(BillsService):
         self.store.upsert_arrow(table, facts.rows_table(merged, schema), key)
 
     # -- prices -----------------------------------------------------------------------
-    def node_prices(self) -> tuple[list[NodePrice], pa.Table]:
+    def node_prices(
+        self, bill_rules: tuple[NodeRule, ...] = ()
+    ) -> tuple[list[NodePrice], pa.Table]:
+        """Every node's price; `bill_rules` (from reconciliation) come first."""
         nodes = self.store.con.to_pyarrow(self.store.table("nodes"))
         prices = []
-        extra: tuple[NodeRule, ...] = ()
+        extra: tuple[NodeRule, ...] = bill_rules
         csv_path = self.settings.prices.custom_pricing_csv
         if csv_path:
             rules, self.price_notes = read_custom_pricing(Path(csv_path))
-            extra = tuple(rules)
+            extra += tuple(rules)
         watts: dict[str, Decimal] = {}
         if self.settings.prices.on_prem:
             watts = self.measured_watts()
@@ -1549,6 +1552,7 @@ class Service(BillsService):
         unit: str | None = None,
         source: str = "telemetry",
         node_buckets: bool = False,
+        bill_rules: tuple[NodeRule, ...] = (),
     ) -> CostReport:
         if source not in ("telemetry", "opencost"):
             raise UsageError(
@@ -1594,7 +1598,7 @@ class Service(BillsService):
                 win, None, dims, idle_p, shared_p, asset, oc_rows, [],
                 self.settings.currency, oc_notes,
             )  # fmt: skip
-        prices, nodes = self.node_prices()
+        prices, nodes = self.node_prices(bill_rules)
         query = AllocationQuery(
             win.start_ms,
             win.end_ms,

@@ -10,7 +10,7 @@ A node with no list price (unpriced) takes its bill in proportion to GPU-hours.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -123,11 +123,15 @@ def node_costs(rows: Iterable[CostRow]) -> tuple[dict[str, Decimal], dict[str, D
 
 
 def scale_to_bill(
-    rows: Iterable[CostRow], by: Sequence[str], billed: Mapping[str, Decimal]
+    rows: Iterable[CostRow],
+    by: Sequence[str],
+    billed: Mapping[str, Decimal],
+    unlisted: Set[str] = frozenset(),
 ) -> tuple[list[ReconciledRow], dict[str, Decimal]]:
     """Rows grouped by `by`, each with its list cost and its cost scaled to `billed`
     (node -> billed EffectiveCost). `rows` must carry a `node` key on every row, buckets
-    included. Returns the rows and each node's list cost."""
+    included. Nodes in `unlisted` were priced from their bill: they have no list cost.
+    Returns the rows and each node's cost in `rows`."""
     rows = list(rows)
     node_list, node_gpu = node_costs(rows)
     out: dict[tuple[str, ...], list[Decimal]] = {}
@@ -138,7 +142,8 @@ def scale_to_bill(
         k = tuple(key.values())
         keys.setdefault(k, key)
         acc = out.setdefault(k, [ZERO, ZERO, ZERO])
-        acc[0] += r.total_cost
+        if n not in unlisted:
+            acc[0] += r.total_cost
         if n not in billed:
             acc[1] += r.total_cost
             acc[2] += r.total_cost
