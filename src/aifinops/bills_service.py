@@ -369,8 +369,8 @@ class BillsService:
         for nb in nodes:
             if nb.billed_cost is not None and node_list[nb.node] == 0:
                 notes.append(
-                    f"node {nb.node} has no list price and no GPU time; its bill is spread "
-                    "over its rows by GPU-hours"
+                    f"node {nb.node} has no list price and no GPU-hours in the window; its "
+                    f"bill ({nb.billed_cost:.2f} {currency}) is in no row"
                 )
         covered = sum(1 for nb in nodes if nb.billed_cost is not None)
         notes.insert(

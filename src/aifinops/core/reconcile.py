@@ -5,7 +5,8 @@ the billed EffectiveCost of each node over the same window. A node's part of eac
 multiplied by `billed / list` of that node, so the rows of a node add up to its bill —
 spot prices, savings plans, reservations and credits included, since EffectiveCost carries
 them. A node the bill does not cover keeps its list price and is counted as `unbilled`.
-A node with no list price (unpriced) takes its bill in proportion to GPU-hours.
+A node with no list cost in the rows takes its bill in proportion to GPU-hours (the
+service prices such nodes from the bill first, `bills_service.reconcile`).
 """
 
 from __future__ import annotations
