@@ -392,3 +392,23 @@ def test_cur_line_identity(make_service: Any, tmp_path: Path) -> None:
     assert "1 line(s) repeated within the file were counted once" in result.notes
     want = sum(_d(r["lineItem/UnblendedCost"]) for r in [*rows, other])
     assert sum(_by(svc, "provider").values()) == want
+
+
+def test_a_line_in_two_files_of_one_delivery(make_service: Any, tmp_path: Path) -> None:
+    """Two parts of one CUR delivery that overlap by one line: the line counts once, and the
+    second file says so; the rows reported add up to the lines stored."""
+    rows = _raw(shared_data(CUR))[:8]
+    parts = []
+    for name, part in (("part-1.csv", rows[:5]), ("part-2.csv", rows[4:])):
+        path = tmp_path / name
+        with path.open("w", newline="") as fh:
+            out = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            out.writeheader()
+            out.writerows(part)
+        parts.append(path)
+    svc = make_service()
+    first, second = svc.ingest_bills("cur", parts)
+    assert (first.rows, second.rows) == (5, 3) and svc.store.count("cost_lines") == 8
+    assert "1 line(s) also in another file of this delivery were counted once" in second.notes
+    assert first.notes == []
+    assert sum(_by(svc, "provider").values()) == sum(_d(r["lineItem/UnblendedCost"]) for r in rows)

@@ -109,14 +109,29 @@ class BillsService:
                         f"{read.short} lines have fewer fields than the header: if the export "
                         "leaves out trailing empty fields, ingest it with --pad-short-rows"
                     )
-                (dups,) = self.store.raw(
-                    f'SELECT count(*) - count(DISTINCT line_hash) FROM "{stage}" WHERE source = ?',
-                    [path.name],
-                )[0]
-                result.rows = read.rows - dups
-                if dups:
+                result.rows = read.rows
+            # a line repeated in the delivery is kept once, in the first file (by name) that
+            # has it: each file is told how many of its lines were repeats, and of what
+            repeats = {
+                source: (within, across)
+                for source, within, across in self.store.raw(
+                    "SELECT source, count(*) FILTER (WHERE first = source), "
+                    "count(*) FILTER (WHERE first <> source) FROM (SELECT source, "
+                    "row_number() OVER w AS n, first_value(source) OVER w AS first "
+                    f'FROM "{stage}" WINDOW w AS (PARTITION BY line_hash ORDER BY source)) '
+                    "WHERE n > 1 GROUP BY source"
+                )
+            }
+            for path, _, result in todo:
+                within, across = repeats.get(path.name, (0, 0))
+                result.rows -= within + across
+                if within:
                     result.notes.append(
-                        f"{dups} line(s) repeated within the file were counted once"
+                        f"{within} line(s) repeated within the file were counted once"
+                    )
+                if across:
+                    result.notes.append(
+                        f"{across} line(s) also in another file of this delivery were counted once"
                     )
             with self.store.transaction():
                 periods = self.store.raw(
