@@ -28,6 +28,7 @@ from aifinops.errors import UsageError
 
 if TYPE_CHECKING:
     from aifinops.config import Settings
+    from aifinops.core.model import CostReport
     from aifinops.service import IngestResult
     from aifinops.store.db import Store
 
@@ -46,7 +47,6 @@ class BillsService:
     settings: Settings
     store: Store
     if TYPE_CHECKING:
-        from aifinops.core.model import CostReport
 
         def _already(self, digest: str, result: Any = None, what: str = "") -> bool: ...
         def _log(self, digest: str, kind: str, path: str, node: str | None,
@@ -279,7 +279,6 @@ class BillsService:
         ]  # fmt: skip
         return out
 
-    # -- exports ------------------------------------------------------------------------
     # -- reconciliation (DESIGN 2.9) ----------------------------------------------------
     def reconcile(
         self,
@@ -295,63 +294,19 @@ class BillsService:
         billed spend that is no node of the allocation, by provider and service category."""
         win = self.resolve_window(window, last)
         dims = tuple(normalise_dimension(d) for d in by if d.strip())
-        span = f"{win.start.isoformat()},{win.end.isoformat()}"
         inner = dims if "node" in dims else (*dims, "node")
-        report = self.cost(
-            window=span, by=list(inner), idle=idle, shared_gpu=shared_gpu, node_buckets=True
-        )
+
+        def allocate(rules: tuple[NodeRule, ...] = ()) -> CostReport:
+            return self.cost(window=f"{win.start.isoformat()},{win.end.isoformat()}",
+                             by=list(inner), idle=idle, shared_gpu=shared_gpu,
+                             node_buckets=True, bill_rules=rules)  # fmt: skip
+
         currency = self.settings.currency
-        notes: list[str] = []
-
-        # the allocation's nodes by the key their resource id shares with the bill: its own
-        # (instance id, VM name), or the scale set an Azure scale-set instance is billed under
-        present = {r.key["node"] for r in report.rows}
+        report = allocate()
         ids = dict(self.store.raw("SELECT node_id, resource_id FROM nodes"))
-        listed, _ = node_costs(report.rows)
-        by_key: dict[str, list[str]] = {}
-        groups: dict[str, list[str]] = {}
-        for node in sorted(present):
-            group = group_key(ids.get(node))
-            if group:
-                groups.setdefault(group, []).append(node)
-            elif key := resource_key(ids.get(node)):
-                by_key.setdefault(key, []).append(node)
-        for key, nodes in by_key.items():
-            if len(nodes) > 1:
-                notes.append(
-                    f"resource id {key!r} names {len(nodes)} nodes "
-                    f"({', '.join(nodes)}); not reconciled"
-                )
-        # where a bill line goes: node -> share of the line
-        target: dict[str, list[tuple[str, Decimal]]] = {}
-        for key, nodes in groups.items():
-            total = sum((listed[n] for n in nodes), Decimal(0))
-            target[key] = [
-                (n, listed[n] / total if total else Decimal(1) / len(nodes)) for n in nodes
-            ]
-        target.update({k: [(v[0], Decimal(1))] for k, v in by_key.items() if len(v) == 1})
-
-        billed: dict[str, Decimal] = {}
-        other: dict[tuple[str, str, str], list[Decimal]] = {}
-        foreign: set[tuple[str, str]] = set()
-        for rid, provider, category, cur, cs, ce, bill, eff in self._bill_in_window(win):
-            frac = Decimal(1)
-            if cs is not None:  # a line reaching past the window: its share of the window
-                overlap = min(ce, win.end_ms) - max(cs, win.start_ms)
-                frac = Decimal(overlap) / Decimal(ce - cs)
-            shares = target.get(resource_key(rid) or "")
-            if shares and cur == currency:
-                for node, share in shares:
-                    billed[node] = billed.get(node, Decimal(0)) + (eff or 0) * frac * share
-                continue
-            for node, _ in shares or ():
-                foreign.add((node, cur or "no currency"))
-            acc = other.setdefault(
-                (provider or "unknown", category or "Other", cur or "no currency"),
-                [Decimal(0), Decimal(0)],
-            )
-            acc[0] += (bill or 0) * frac
-            acc[1] += (eff or 0) * frac
+        listed, gpu_hours = node_costs(report.rows)
+        target, notes = _bill_targets(ids, listed)
+        billed, other, foreign = self._split_bill(win, target, currency)
         for node, cur in sorted(foreign):
             notes.append(
                 f"node {node} is billed in {cur}, not {currency}: those lines are "
@@ -360,7 +315,6 @@ class BillsService:
 
         # a node with no list price but a bill is priced from its bill (DESIGN 2.1, the
         # first source of price) and allocated again, so its rows find their teams
-        _, gpu_hours = node_costs(report.rows)
         counts = dict(self.store.raw("SELECT node_id, coalesce(gpu_count, 0) FROM nodes"))
         from_bill: dict[str, Decimal] = {}
         for node, amount in billed.items():
@@ -368,10 +322,8 @@ class BillsService:
             if listed.get(node, Decimal(0)) == 0 and amount > 0 and hours > 0:
                 from_bill[node] = amount / hours
         if from_bill:
-            rules = tuple(NodeRule("name", n, node_hourly=r, source="bill") for n, r in
-                          from_bill.items())  # fmt: skip
-            report = self.cost(window=span, by=list(inner), idle=idle, shared_gpu=shared_gpu,
-                               node_buckets=True, bill_rules=rules)  # fmt: skip
+            report = allocate(tuple(NodeRule("name", n, node_hourly=r, source="bill")
+                                    for n, r in from_bill.items()))  # fmt: skip
             for node, rate in sorted(from_bill.items()):
                 notes.append(f"node {node} has no list price; priced from its bill at "
                              f"{rate:.4f} {currency} per node-hour")  # fmt: skip
@@ -388,31 +340,43 @@ class BillsService:
                     f"bill ({nb.billed_cost:.2f} {currency}) is in no row"
                 )
         covered = sum(1 for nb in nodes if nb.billed_cost is not None)
-        notes.insert(
-            0,
-            f"{covered} of {len(nodes)} node(s) found in the bill; the others "
-            "stay at list price (unbilled_cost)",
-        )
+        notes.insert(0, f"{covered} of {len(nodes)} node(s) found in the bill; the others "
+                        "stay at list price (unbilled_cost)")  # fmt: skip
         if not self.store.raw("SELECT 1 FROM cost_lines LIMIT 1"):
             notes.insert(0, "no bills ingested (aifinops ingest focus|cur|azure|oci FILE)")
-        rows.sort(
-            key=lambda r: (
-                r.key.get(dims[0], "").startswith("__") if dims else False,
-                -r.list_cost,
-                tuple(r.key.values()),
+        rows.sort(key=lambda r: (r.key.get(dims[0], "").startswith("__") if dims else False,
+                                 -r.list_cost, tuple(r.key.values())))  # fmt: skip
+        other.sort(key=lambda o: (o.currency != currency, o.currency, -o.effective_cost,
+                                  o.provider, o.service_category))  # fmt: skip
+        return ReconciledReport(win, dims, currency, rows, nodes, other, notes + report.notes)
+
+    def _split_bill(
+        self, win: Window, target: dict[str, list[tuple[str, Decimal]]], currency: str
+    ) -> tuple[dict[str, Decimal], list[OtherSpend], set[tuple[str, str]]]:
+        """The bill in the window: EffectiveCost per node (by `target`, key -> shares), the
+        rest as other spend, and the (node, currency) pairs billed in another currency."""
+        billed: dict[str, Decimal] = {}
+        other: dict[tuple[str, str, str], list[Decimal]] = {}
+        foreign: set[tuple[str, str]] = set()
+        for rid, provider, category, cur, cs, ce, bill, eff in self._bill_in_window(win):
+            frac = Decimal(1)
+            if cs is not None:  # a line reaching past the window: its share of the window
+                frac = Decimal(min(ce, win.end_ms) - max(cs, win.start_ms)) / Decimal(ce - cs)
+            shares = target.get(resource_key(rid) or "")
+            if shares and cur == currency:
+                for node, share in shares:
+                    billed[node] = billed.get(node, Decimal(0)) + (eff or 0) * frac * share
+                continue
+            for node, _ in shares or ():
+                foreign.add((node, cur or "no currency"))
+            acc = other.setdefault(
+                (provider or "unknown", category or "Other", cur or "no currency"),
+                [Decimal(0), Decimal(0)],
             )
-        )
+            acc[0] += (bill or 0) * frac
+            acc[1] += (eff or 0) * frac
         spend = [OtherSpend(p, c, cur, v[0], v[1]) for (p, c, cur), v in other.items()]
-        spend.sort(
-            key=lambda o: (
-                o.currency != currency,
-                o.currency,
-                -o.effective_cost,
-                o.provider,
-                o.service_category,
-            )
-        )
-        return ReconciledReport(win, dims, currency, rows, nodes, spend, notes + report.notes)
+        return billed, spend, foreign
 
     def _bill_in_window(self, win: Window) -> list[tuple[Any, ...]]:
         """Bill lines overlapping the window, summed exactly: lines inside it per resource,
@@ -433,6 +397,7 @@ class BillsService:
             [s, e, s, e, e, s],
         )
 
+    # -- exports ------------------------------------------------------------------------
     def export_focus(
         self,
         path: Path,
@@ -518,6 +483,33 @@ EXPORT_DIMENSIONS = (
     "workload", "team", "project", "model", "environment", "cost_center", "owner",
     "namespace", "node", "provider", "region", "instance_type",
 )  # fmt: skip
+
+
+def _bill_targets(
+    ids: dict[str, str | None], listed: dict[str, Decimal]
+) -> tuple[dict[str, list[tuple[str, Decimal]]], list[str]]:
+    """Where a bill line goes, by the key of its resource id: the node whose own id it is
+    (instance id, VM name), or the instances of the Azure scale set it is, each by its share
+    of their list cost. With the notes on ids that name more than one node."""
+    by_key: dict[str, list[str]] = {}
+    groups: dict[str, list[str]] = {}
+    for node in sorted(listed):
+        group = group_key(ids.get(node))
+        if group:
+            groups.setdefault(group, []).append(node)
+        elif key := resource_key(ids.get(node)):
+            by_key.setdefault(key, []).append(node)
+    notes = [
+        f"resource id {key!r} names {len(nodes)} nodes ({', '.join(nodes)}); not reconciled"
+        for key, nodes in by_key.items()
+        if len(nodes) > 1
+    ]
+    target: dict[str, list[tuple[str, Decimal]]] = {}
+    for key, nodes in groups.items():
+        total = sum((listed[n] for n in nodes), Decimal(0))
+        target[key] = [(n, listed[n] / total if total else Decimal(1) / len(nodes)) for n in nodes]
+    target.update({k: [(v[0], Decimal(1))] for k, v in by_key.items() if len(v) == 1})
+    return target, notes
 
 
 def month_window(month: str) -> str:
