@@ -445,12 +445,7 @@ class BillsService:
     ) -> list[dict[str, Any]]:
         """A plain chargeback table for finance: one row per group (buckets included) for a
         calendar month, costs rounded to the cent only here; rows sum to the asset cost."""
-        import csv
-        import io
-
         report = self.cost(window=month_window(month), by=by)
-        cols = [*by, "gpu_hours", "gpu_cost", "cpu_cost", "ram_cost", "idle_cost",
-                "total_cost", "waste_cost", "gpu_efficiency", "currency"]  # fmt: skip
         rows = []
         for r in report.rows:
             eff = r.gpu_efficiency
@@ -469,13 +464,9 @@ class BillsService:
              "total_cost": f"{report.total_cost:.2f}", "waste_cost": "", "gpu_efficiency": "",
              "currency": report.currency}
         )  # fmt: skip
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(buf.getvalue(), encoding="utf-8")
+            path.write_text(chargeback_csv(rows), encoding="utf-8")
         return rows
 
 
@@ -483,6 +474,19 @@ EXPORT_DIMENSIONS = (
     "workload", "team", "project", "model", "environment", "cost_center", "owner",
     "namespace", "node", "provider", "region", "instance_type",
 )  # fmt: skip
+
+
+def chargeback_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows of `export_chargeback` as CSV text, header first."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()
 
 
 def _bill_targets(

@@ -429,7 +429,7 @@ def export_chargeback(
     ] = None,
 ) -> None:
     """A month's chargeback per team (or other dimensions) as a plain CSV for finance."""
-    import csv
+    from aifinops.bills_service import chargeback_csv
 
     svc = _service()
     try:
@@ -437,11 +437,9 @@ def export_chargeback(
         rows = svc.export_chargeback(output, month=month, by=dims)
     finally:
         svc.close()
-    if output is None and rows:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    elif output is not None:
+    if output is None:
+        sys.stdout.write(chargeback_csv(rows))
+    else:
         _console().print(f"{len(rows) - 1} rows and a total -> {output}")
 
 
@@ -768,16 +766,14 @@ def cost(
     """What GPU nodes cost, attributed to teams, projects, models and workloads."""
     from aifinops.cli import render
 
-    svc = _service()
     if reconciled:
         given = [n for n, v in (("--step", step), ("--unit", unit), ("--team", team)) if v]
         if source != "telemetry":
             given.append("--source")
+        if given:
+            raise UsageError(f"{', '.join(given)} cannot go with --reconciled")
+        svc = _service()
         try:
-            if given:
-                raise UsageError(
-                    f"{', '.join(given)} cannot go with --reconciled", where="--reconciled"
-                )
             rec = svc.reconcile(
                 window=window,
                 last=last,
@@ -789,6 +785,7 @@ def cost(
             svc.close()
         render.reconciled_report(rec, fmt.value, _console())
         return
+    svc = _service()
     try:
         report = svc.cost(
             window=window,

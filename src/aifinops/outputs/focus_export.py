@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from aifinops.core.model import BUCKETS, IDLE, UNALLOCATED
 from aifinops.core.windows import from_ms, month_bounds
 
 MONEY = pa.decimal128(38, 12)
@@ -122,10 +123,9 @@ def focus_table(
     out: dict[str, list[Any]] = {f.name: [] for f in SCHEMA}
     for r in rows:
         # bucket names stand in for unknown values of the other dimensions: none in FOCUS
-        k = {d: v for d, v in r.key.items() if v and not (v.startswith("__") and v.endswith("__"))}
-        k["workload"] = r.key.get("workload", "")
-        workload = k.get("workload") or "__unallocated__"
-        bucket = workload.startswith("__") and workload.endswith("__")
+        k = {d: v for d, v in r.key.items() if v and v not in BUCKETS}
+        workload = r.key.get("workload") or UNALLOCATED
+        bucket = workload in BUCKETS
         team = k.get("team")
         provider = PROVIDERS.get((k.get("provider") or "").lower(), k.get("provider") or None)
         begin, finish = month_bounds(from_ms(r.start_ms))
@@ -146,7 +146,7 @@ def focus_table(
             "ChargeCategory": "Usage",
             "ChargeDescription": (
                 f"{workload}: idle capacity of node {k.get('node')}"
-                if workload == "__idle__"
+                if workload == IDLE
                 else f"{workload}: GPU, CPU and RAM held on node {k.get('node')}"
             ),
             "ChargeFrequency": "Usage-Based",
@@ -185,8 +185,8 @@ def focus_table(
             "SkuMeter": "GPU-hours",
             "SkuPriceDetails": None,
             "SkuPriceId": f"{k.get('node')}/gpu-hour",
-            "SubAccountId": team or "__unallocated__",
-            "SubAccountName": team or "__unallocated__",
+            "SubAccountId": team or UNALLOCATED,
+            "SubAccountName": team or UNALLOCATED,
             "SubAccountType": "Team",
             "Tags": json.dumps(tags, sort_keys=True),
             "x_Team": team,

@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from aifinops.arrow_sql import sql_type
 from aifinops.errors import InputError
 
 MONEY = pa.decimal128(38, 12)
@@ -62,12 +63,6 @@ COST_LINES = pa.schema(
         ("source", pa.string()),
     ]
 )
-_SQL_TYPES = {
-    pa.string(): "VARCHAR",
-    pa.int64(): "BIGINT",
-    MONEY: "DECIMAL(38, 12)",
-    TAGS: "MAP(VARCHAR, VARCHAR)",
-}
 # the columns a line cannot do without: a line missing one is reported and skipped
 REQUIRED = {
     "billed_cost": "cost",
@@ -316,7 +311,7 @@ def _read(
             expr = literal(path.name)
         else:
             expr = exprs.get(f.name, "NULL")
-        selected.append(f"CAST({expr} AS {_SQL_TYPES[f.type]}) AS {f.name}")
+        selected.append(f"CAST({expr} AS {sql_type(f.type)}) AS {f.name}")
     checks = " ".join(
         f"WHEN {col} IS NULL THEN 'no readable {what}'" for col, what in REQUIRED.items()
     )

@@ -11,6 +11,7 @@ from typing import Any
 import ibis
 import pyarrow as pa
 
+from aifinops.arrow_sql import sql_type
 from aifinops.errors import StoreError
 from aifinops.store.migrations import MIGRATIONS
 
@@ -146,7 +147,7 @@ class Store:
         name = f"_stage_{prefix}_{Store._stages}"
         # DDL from the Arrow types: building an empty Arrow table from Python makes pyarrow
         # import pandas (seconds, cold)
-        cols = ", ".join(f'"{f.name}" {_sql_type(f.type)}' for f in schema)
+        cols = ", ".join(f'"{f.name}" {sql_type(f.type)}' for f in schema)
         self.raw(f'CREATE TEMP TABLE "{name}" ({cols})')
         return name
 
@@ -178,29 +179,3 @@ class Store:
     def count(self, table: str) -> int:
         rows = self.raw(f'SELECT count(*) FROM "{table}"')
         return int(rows[0][0]) if rows else 0
-
-
-def _sql_type(t: pa.DataType) -> str:
-    """The DuckDB type of an Arrow type, for the types our fact schemas use."""
-    if pa.types.is_map(t):
-        return f"MAP({_sql_type(t.key_type)}, {_sql_type(t.item_type)})"
-    if pa.types.is_list(t):
-        return f"{_sql_type(t.value_type)}[]"
-    if pa.types.is_decimal(t):
-        return f"DECIMAL({t.precision}, {t.scale})"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
-    simple = {
-        pa.string(): "VARCHAR",
-        pa.large_string(): "VARCHAR",
-        pa.int64(): "BIGINT",
-        pa.int32(): "INTEGER",
-        pa.int16(): "SMALLINT",
-        pa.int8(): "TINYINT",
-        pa.float64(): "DOUBLE",
-        pa.float32(): "FLOAT",
-        pa.bool_(): "BOOLEAN",
-    }
-    if t in simple:
-        return simple[t]
-    raise TypeError(f"no DuckDB type for Arrow {t}")
