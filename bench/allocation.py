@@ -23,8 +23,8 @@ FLOOR_SQL = "SELECT workload_id, sum(held_req), sum(used) FROM gpu_usage GROUP B
 
 def build(db: str, gpus: int, days: int, seed: int) -> dict[str, float]:
     from aifinops.config import load_settings
+    from aifinops.demo.fleet import bench_fleet
     from aifinops.service import Service
-    from aifinops.sources.synthetic import bench_fleet
 
     began = time.perf_counter()
     fleet = bench_fleet(gpus, days, seed=seed)

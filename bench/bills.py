@@ -67,7 +67,7 @@ def build(sample: Path, out: Path, copies: int) -> dict[str, float]:
 def measure(what: str, path: Path, workdir: Path) -> dict[str, object]:
     began = time.perf_counter()
     if what == "floor":
-        from aifinops.sources import bills
+        from aifinops.sources.bills import engine as bills
 
         con = bills._connect()
         rows, total = con.execute(
@@ -77,7 +77,7 @@ def measure(what: str, path: Path, workdir: Path) -> dict[str, object]:
     elif what == "ours":
         import pyarrow.compute as pc
 
-        from aifinops.sources import bills
+        from aifinops.sources.bills import engine as bills
 
         rows, total = 0, Decimal(0)
         read = bills.BillRead()

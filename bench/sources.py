@@ -68,7 +68,7 @@ def scrape_text(gpus: int) -> str:
 
 
 def measure_scrape(gpus: int, repeat: int) -> dict[str, float]:
-    from aifinops.sources.dcgm import read_scrapes, to_facts
+    from aifinops.sources.telemetry.dcgm import read_scrapes, to_facts
 
     text = scrape_text(gpus)
     samples = gpus * len(COUNTERS)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from aifinops.core.pricing import normalise_gpu_model  # noqa: E402
-from aifinops.sources.price_apis import gcp_offers_from_skus  # noqa: E402
+from aifinops.sources.prices.price_apis import gcp_offers_from_skus  # noqa: E402
 
 OUT = ROOT / "src" / "aifinops" / "data" / "catalog.csv"
 COLUMNS = [

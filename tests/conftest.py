@@ -1,10 +1,19 @@
-"""Shared fixtures: a service on a fresh DuckDB file, and builders of hand-made facts."""
+"""Shared fixtures: a service on a fresh DuckDB file, builders of hand-made facts, real
+servers (HTTP, Prometheus), and the real H100 capture read from its raw files."""
 
 from __future__ import annotations
 
+import csv
+import itertools
+import json
+import subprocess
+import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import numpy as np
@@ -51,12 +60,15 @@ HOUR = 3_600_000
 def make_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     made: list[Service] = []
 
-    def build(config: dict[str, Any] | None = None, name: str = "store.duckdb") -> Service:
+    def build(
+        config: dict[str, Any] | None = None, name: str = "store.duckdb", **time: Any
+    ) -> Service:
+        """A service on a fresh store; `clock=` and `sleep=` put time in the test's hands."""
         import yaml
 
         cfg = tmp_path / f"{name}.yaml"
         cfg.write_text(yaml.safe_dump(config or {}))
-        svc = Service(load_settings(cfg, env={}, flags={"db": str(tmp_path / name)}))
+        svc = Service(load_settings(cfg, env={}, flags={"db": str(tmp_path / name)}), **time)
         made.append(svc)
         return svc
 
@@ -281,3 +293,317 @@ def billed_by(svc: Any, by: str) -> dict[tuple[Any, ...], Decimal]:
         (*r["key"].values(), r["currency"]): Decimal(r["_billed"])
         for r in svc.bills_summary(by=by.split(","))
     }
+
+
+@pytest.fixture
+def commitment_cur(tmp_path: Path) -> Path:
+    """A CUR hour (2026-11-02 00:00-01:00) with a Savings Plan (i-1), a reservation (i-2),
+    spot (i-3), the plan's recurring fee and a credit."""
+    header = [
+        "identity/LineItemId", "bill/PayerAccountId", "bill/BillingPeriodStartDate",
+        "bill/BillingPeriodEndDate", "lineItem/UsageAccountId", "lineItem/LineItemType",
+        "lineItem/UsageStartDate", "lineItem/UsageEndDate", "lineItem/ProductCode",
+        "lineItem/UsageType", "lineItem/ResourceId", "lineItem/UsageAmount",
+        "lineItem/CurrencyCode", "lineItem/UnblendedCost", "pricing/publicOnDemandCost",
+        "savingsPlan/SavingsPlanARN", "savingsPlan/SavingsPlanEffectiveCost",
+        "savingsPlan/TotalCommitmentToDate", "savingsPlan/UsedCommitment",
+        "reservation/ReservationARN", "reservation/EffectiveCost",
+        "resourceTags/user:team",
+    ]  # fmt: skip
+    p = "2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,111"
+    t = "2026-11-02T00:00:00Z,2026-11-02T01:00:00Z,AmazonEC2"
+    lines = [
+        f"a,999,{p},SavingsPlanCoveredUsage,{t},BoxUsage:p5.48xlarge,i-1,1,USD,98.32,98.32,"
+        "arn:sp,60.00,,,,,ml",
+        f"b,999,{p},SavingsPlanNegation,{t},BoxUsage:p5.48xlarge,i-1,1,USD,-98.32,,arn:sp,,,,,,ml",
+        f"c,999,{p},SavingsPlanRecurringFee,{t},ComputeSP:1yr,,1,USD,70.00,,arn:sp,,70.00,60.00,,,",
+        f"d,999,{p},DiscountedUsage,{t},BoxUsage:g5.xlarge,i-2,1,USD,0,1.006,,,,,arn:ri,0.55,",
+        f"e,999,{p},Usage,{t},SpotUsage:g5.xlarge,i-3,1,USD,0.40,1.006,,,,,,,",
+        f"f,999,{p},Credit,{t},,,,USD,-5.00,,,,,,,,",
+    ]
+    path = tmp_path / "cur.csv"
+    path.write_text(",".join(header) + "\n" + "\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`aifinops ARGS...` run as a user runs it, in a directory: exit code, stdout, stderr."""
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aifinops", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return run
+
+
+# -- the real H100 capture, read from its raw files ---------------------------------------
+# Expected values of the tests over the capture are worked out from these readers, never
+# from what an ingest stored.
+
+H100_PRICE = 4.00  # per GPU-hour, the price every capture test configures
+
+
+def nvidia_smi_time(text: str) -> float:
+    """A timestamp of nvidia-smi's CSV (the capture's host logged in UTC), epoch seconds."""
+    return datetime.strptime(text, "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+
+
+@pytest.fixture(scope="session")
+def h100_events() -> list[dict[str, Any]]:
+    """workload_events.jsonl: phases, which pid was which pod and team, every request."""
+    lines = (H100 / "workload_events.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines if x.strip()]
+
+
+@pytest.fixture(scope="session")
+def h100_devices() -> list[dict[str, Any]]:
+    """nvidia_smi_query_gpu.csv: one dict per device sample (time in epoch seconds, index,
+    uuid, name, utilization.gpu in percent)."""
+    with (H100 / "nvidia_smi_query_gpu.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh, skipinitialspace=True))
+    return [
+        {
+            "ts": nvidia_smi_time(r["timestamp"]),
+            "index": r["index"],
+            "uuid": r["uuid"],
+            "name": r["name"],
+            "util": float(r["utilization.gpu [%]"].removesuffix("%")),
+        }
+        for r in rows
+    ]
+
+
+@pytest.fixture(scope="session")
+def h100_snapshots() -> dict[float, list[int]]:
+    """nvidia_smi_compute_apps.csv: the pids on the GPU at each snapshot time (epoch s)."""
+    snaps: dict[float, list[int]] = defaultdict(list)
+    with (H100 / "nvidia_smi_compute_apps.csv").open(newline="") as fh:
+        rows = list(csv.reader(fh, skipinitialspace=True))
+    for row in rows[1:]:
+        snaps[nvidia_smi_time(row[0])].append(int(row[2]))
+    return dict(sorted(snaps.items()))
+
+
+@pytest.fixture(scope="session")
+def h100_request_seconds(h100_snapshots: dict[float, list[int]]) -> dict[int, float]:
+    """GPU-seconds each pid held: each snapshot lasts one (median) interval, split evenly
+    among the pids in it."""
+    times = list(h100_snapshots)
+    interval = median(b - a for a, b in itertools.pairwise(times))
+    out: dict[int, float] = defaultdict(float)
+    for pids in h100_snapshots.values():
+        for pid in pids:
+            out[pid] += interval / len(pids)
+    return dict(out)
+
+
+H100_NS = "lab"  # the namespace the capture's pods are given in Kubernetes-shaped series
+
+
+def _labels(d: dict[str, str]) -> str:
+    from aifinops.sources.telemetry.prometheus import escape
+
+    return ",".join(f'{k}="{escape(v)}"' for k, v in sorted(d.items()))
+
+
+def h100_openmetrics(
+    events: list[dict[str, Any]],
+    devices: list[dict[str, Any]],
+    snapshots: dict[float, list[int]],
+    host: str,
+) -> tuple[str, int, int, int]:
+    """The capture as dcgm-exporter, kube-state-metrics and vLLM, scraped every second,
+    would have put it in Prometheus, as OpenMetrics text; with its span and point count.
+
+    1. each second with a device sample (nvidia_smi_query_gpu.csv) is one point of
+       DCGM_FI_DEV_GPU_UTIL at that sample's utilisation, once per pod whose pid the
+       compute-apps snapshot of that second lists (`workload_events` names the pod), or
+       once without pod labels when the GPU was free;
+    2. kube_pod_info and kube_pod_labels (team, kind, model) at each second a pod held it;
+    3. vLLM counters of the two serving pods from the request log: every second from the
+       worker's start, the totals of the requests finished by then;
+    4. kube_node_labels every 15 s, the GPU product as GPU Feature Discovery writes it."""
+    workers = {e["pid"]: e for e in events if e["event"] == "worker_start"}
+    models = {e["pid"]: e["model"] for e in events if e["event"] == "model_loaded"}
+    holders = {int(t): [workers[p] for p in pids] for t, pids in snapshots.items()}
+    util: dict[str | None, list[tuple[int, float]]] = defaultdict(list)
+    alive: dict[str, list[int]] = defaultdict(list)
+    seconds: list[int] = []
+    for d in devices:
+        second = int(d["ts"])
+        if seconds and second == seconds[-1]:
+            continue  # one point a second
+        seconds.append(second)
+        pods = sorted({w["pod"] for w in holders.get(second, [])})
+        for pod in pods or [None]:
+            util[pod].append((second, d["util"]))
+        for pod in pods:
+            alive[pod].append(second)
+    gpu = {"gpu": devices[0]["index"], "UUID": devices[0]["uuid"], "Hostname": host}
+    gpu["modelName"] = devices[0]["name"]
+    out = ["# TYPE DCGM_FI_DEV_GPU_UTIL gauge"]
+    for pod, points in util.items():
+        lab = dict(gpu)
+        if pod:
+            lab |= {"namespace": H100_NS, "pod": pod, "container": "main"}
+        out += [f"DCGM_FI_DEV_GPU_UTIL{{{_labels(lab)}}} {v} {t}" for t, v in points]
+    by_pod = {w["pod"]: w for w in workers.values()}
+    out.append("# TYPE kube_pod_info gauge")
+    for pod, secs in alive.items():
+        lab = {"namespace": H100_NS, "pod": pod, "node": host, "created_by_kind": "Job"}
+        lab["created_by_name"] = pod
+        out += [f"kube_pod_info{{{_labels(lab)}}} 1 {t}" for t in secs]
+    out.append("# TYPE kube_pod_labels gauge")
+    for pod, secs in alive.items():
+        worker = by_pod[pod]
+        lab = {"namespace": H100_NS, "pod": pod, "label_team": worker["team"]}
+        lab["label_workload_kind"] = worker["kind"]
+        if worker["pid"] in models:
+            lab["label_model"] = models[worker["pid"]]
+        out += [f"kube_pod_labels{{{_labels(lab)}}} 1 {t}" for t in secs]
+    for name, field in (
+        ("vllm:request_success_total", None),
+        ("vllm:prompt_tokens_total", "prompt_tokens"),
+        ("vllm:generation_tokens_total", "completion_tokens"),
+    ):
+        out.append(f"# TYPE {name.removesuffix('_total')} counter")
+        for pod in ("llm-serve-7d9f4", "chat-api-5c6d8"):
+            begin = by_pod[pod]["ts"]
+            reqs = [e for e in events if e["event"] == "request" and e["pod"] == pod]
+            lab = {"namespace": H100_NS, "pod": pod, "model_name": reqs[0]["model"]}
+            if field is None:
+                lab["finished_reason"] = "stop"
+            for t in range(int(begin), seconds[-1] + 1):
+                done = [r for r in reqs if r["end"] <= t]
+                value = len(done) if field is None else sum(r[field] for r in done)
+                out.append(f"{name}{{{_labels(lab)}}} {value} {t}")
+    out.append("# TYPE kube_node_labels gauge")
+    first, last = seconds[0], seconds[-1]
+    node = {"node": host, "label_nvidia_com_gpu_product": devices[0]["name"].replace(" ", "-")}
+    out += [f"kube_node_labels{{{_labels(node)}}} 1 {t}" for t in range(first, last + 1, 15)]
+    out.append("# EOF")
+    return "\n".join(out) + "\n", first * 1000, (last + 1) * 1000, len(seconds)
+
+
+@pytest.fixture(scope="session")
+def h100_prom(
+    tmp_path_factory: pytest.TempPathFactory,
+    h100_events: list[dict[str, Any]],
+    h100_devices: list[dict[str, Any]],
+    h100_snapshots: dict[float, list[int]],
+) -> Iterator[dict[str, Any]]:
+    """A real Prometheus holding the capture's series (`h100_openmetrics`): its URL, the
+    span [start, end) of the points in ms, and the number of seconds that have a point."""
+    from aifinops.demo.capture import CAPTURE_HOST
+
+    text, start, end, points = h100_openmetrics(
+        h100_events, h100_devices, h100_snapshots, CAPTURE_HOST
+    )
+    server = PrometheusServer(tmp_path_factory.mktemp("h100-prom"), text)
+    try:
+        yield {"url": server.url, "start": start, "end": end, "points": points}
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def capture_service(make_service: Callable[..., Service]) -> Service:
+    """A service holding the real H100 capture (nvidia-smi logs, owners from its events, in
+    namespace `lab`), priced at H100_PRICE per GPU-hour."""
+    from aifinops.demo.capture import CAPTURE_HOST, h100_capture_dir, owners_from_events
+
+    svc = make_service({"prices": {"gpu_models": {"NVIDIA H100 80GB HBM3": H100_PRICE}}})
+    cap = h100_capture_dir()
+    owners = owners_from_events(cap / "workload_events.jsonl", namespace=H100_NS)
+    svc.ingest_nvidia_smi(cap, host=CAPTURE_HOST, owners=owners)
+    return svc
+
+
+# -- the node agent, replaying the capture's NVML stream ----------------------------------
+
+NVML = Path(__file__).parent / "data" / "nvml" / "nvml_samples.jsonl"
+H100_UUID = "GPU-880d8b20-7208-1c8b-3171-9a1a0239ad7f"
+H100_NAMES = {H100_UUID: "NVIDIA H100 80GB HBM3"}
+AGENT_HOST = "h100-lab-01"
+AGENT_PODS = {  # pid -> (pod uid, pod), as the capture's workload_events name them
+    732: ("6f1c2b9e-8d3a-4c5e-9f10-2a3b4c5d6e7f", "llm-serve-7d9f4"),
+    937: ("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "chat-api-5c6d8"),
+    938: ("11223344-5566-4788-99aa-bbccddeeff00", "finetune-lora-1"),
+}
+
+
+@pytest.fixture
+def agent_node(tmp_path: Path) -> tuple[Path, Path]:
+    """/proc/<pid>/{cgroup,status} and /etc/passwd as a node shows them: pods under
+    kubepods (cgroup v2, systemd driver), the training run as Slurm job 4242, the notebook
+    as user alice. Returns (proc root, passwd)."""
+    root = tmp_path / "node"
+    proc = root / "proc"
+    for pid, (uid, _) in AGENT_PODS.items():
+        d = proc / str(pid)
+        d.mkdir(parents=True)
+        slice_uid = uid.replace("-", "_")
+        d.joinpath("cgroup").write_text(
+            "0::/kubepods.slice/kubepods-burstable.slice/"
+            f"kubepods-burstable-pod{slice_uid}.slice/cri-containerd-4f2a9c.scope\n"
+        )
+    d = proc / "817"
+    d.mkdir()
+    d.joinpath("cgroup").write_text(
+        "0::/system.slice/slurmstepd.scope/job_4242/step_0/user/task_0\n"
+    )
+    d = proc / "896"
+    d.mkdir()
+    d.joinpath("cgroup").write_text("0::/user.slice/user-1001.slice/session-3.scope\n")
+    d.joinpath("status").write_text("Name:\tpython\nUid:\t1001\t1001\t1001\t1001\n")
+    passwd = root / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/sh\n")
+    return proc, passwd
+
+
+@pytest.fixture
+def agent_service(make_service: Callable[..., Service]) -> Callable[..., Service]:
+    """A service (priced H100 at H100_PRICE) that knows the capture's pods and their UIDs,
+    as Kubernetes would have told it; the agent finds those UIDs in the cgroups."""
+
+    def build(name: str = "agent.duckdb") -> Service:
+        svc = make_service({"prices": {"gpu_models": {"H100": H100_PRICE}}}, name=name)
+        rows = [
+            {"workload_id": f"lab/{pod}", "kind": "pod", "namespace": "lab", "name": pod,
+             "uid": uid, "labels": {"team": "t"}, "source": "kubernetes"}
+            for uid, pod in AGENT_PODS.values()
+        ]  # fmt: skip
+        svc.store.upsert_arrow("workloads", facts.rows_table(rows, facts.WORKLOADS), "workload_id")
+        return svc
+
+    return build
+
+
+@pytest.fixture
+def run_agent(agent_node: tuple[Path, Path]) -> Callable[..., Any]:
+    """Run the agent over the whole NVML replay (or `ticks` of it) on `agent_node`, spooling
+    under WORKDIR/spool in segments of 50 records, storing into SVC (or posting to `server`)."""
+    proc, passwd = agent_node
+
+    def run(svc: Service, workdir: Path, ticks: int | None = None, **kw: Any) -> Any:
+        return svc.agent(
+            spool=workdir / "spool",
+            host=AGENT_HOST,
+            replay=NVML,
+            gpu_names=H100_NAMES,
+            ticks=ticks,
+            proc_root=proc,
+            passwd=passwd,
+            user_teams={"alice": "data-science"},
+            per_segment=50,
+            sleep=False,
+            **kw,
+        )
+
+    return run

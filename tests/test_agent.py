@@ -8,82 +8,17 @@ from typing import Any
 
 import pytest
 
-from aifinops.sources.nvml import OwnerResolver
-from tests.conftest import Served
-from tests.test_h100_capture import expected_request_seconds
+from aifinops.sources.telemetry.nvml import OwnerResolver
+from tests.conftest import AGENT_HOST, AGENT_PODS, H100_NAMES, NVML, Served
 
-NVML = Path(__file__).parent / "data" / "nvml" / "nvml_samples.jsonl"
-UUID = "GPU-880d8b20-7208-1c8b-3171-9a1a0239ad7f"
-NAMES = {UUID: "NVIDIA H100 80GB HBM3"}
 WINDOW = "2026-11-23T10:00:00Z,2026-11-23T11:00:00Z"
-PODS = {  # pid -> (pod uid, pod), as the capture's workload_events name them
-    732: ("6f1c2b9e-8d3a-4c5e-9f10-2a3b4c5d6e7f", "llm-serve-7d9f4"),
-    937: ("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "chat-api-5c6d8"),
-    938: ("11223344-5566-4788-99aa-bbccddeeff00", "finetune-lora-1"),
-}
 
 
-def fake_proc(root: Path) -> tuple[Path, Path]:
-    """/proc/<pid>/{cgroup,status} as a node shows them: pods under kubepods (cgroup v2,
-    systemd driver), the training run as Slurm job 4242, the notebook as user alice."""
-    proc = root / "proc"
-    for pid, (uid, _) in PODS.items():
-        d = proc / str(pid)
-        d.mkdir(parents=True)
-        slice_uid = uid.replace("-", "_")
-        d.joinpath("cgroup").write_text(
-            "0::/kubepods.slice/kubepods-burstable.slice/"
-            f"kubepods-burstable-pod{slice_uid}.slice/cri-containerd-4f2a9c.scope\n"
-        )
-    d = proc / "817"
-    d.mkdir()
-    d.joinpath("cgroup").write_text(
-        "0::/system.slice/slurmstepd.scope/job_4242/step_0/user/task_0\n"
-    )
-    d = proc / "896"
-    d.mkdir()
-    d.joinpath("cgroup").write_text("0::/user.slice/user-1001.slice/session-3.scope\n")
-    d.joinpath("status").write_text("Name:\tpython\nUid:\t1001\t1001\t1001\t1001\n")
-    passwd = root / "passwd"
-    passwd.write_text("root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/sh\n")
-    return proc, passwd
-
-
-def _agent_service(make_service: Any, tmp_path: Path, name: str = "agent.duckdb") -> Any:
-    svc = make_service({"prices": {"gpu_models": {"H100": 4.00}}}, name=name)
-    # the pods' UIDs are known from Kubernetes; the agent finds them in the cgroups
-    from aifinops.sources import facts
-
-    rows = [
-        {"workload_id": f"lab/{pod}", "kind": "pod", "namespace": "lab", "name": pod,
-         "uid": uid, "labels": {"team": "t"}, "source": "kubernetes"}
-        for uid, pod in PODS.values()
-    ]  # fmt: skip
-    svc.store.upsert_arrow("workloads", facts.rows_table(rows, facts.WORKLOADS), "workload_id")
-    return svc
-
-
-def _run(svc: Any, tmp_path: Path, ticks: int | None = None, **kw: Any) -> Any:
-    proc, passwd = fake_proc(tmp_path / "node") if not (tmp_path / "node").exists() else (
-        tmp_path / "node" / "proc", tmp_path / "node" / "passwd")  # fmt: skip
-    return svc.agent(
-        spool=tmp_path / "spool",
-        host="h100-lab-01",
-        replay=NVML,
-        gpu_names=NAMES,
-        ticks=ticks,
-        proc_root=proc,
-        passwd=passwd,
-        user_teams={"alice": "data-science"},
-        per_segment=50,
-        sleep=False,
-        **kw,
-    )
-
-
-def test_replay_owns_and_costs_like_the_compute_apps(make_service: Any, tmp_path: Path) -> None:
-    svc = _agent_service(make_service, tmp_path)
-    stats = _run(svc, tmp_path)
+def test_replay_owns_and_costs_like_the_compute_apps(
+    agent_service: Any, run_agent: Any, h100_request_seconds: dict[int, float], tmp_path: Path
+) -> None:
+    svc = agent_service()
+    stats = run_agent(svc, tmp_path)
     samples = NVML.read_text().count('"event": "sample"')
     assert stats.ticks == stats.records == samples == 391 and stats.failures == []
     assert stats.shipped == 8  # 50 records a segment: 7 full ones and the last 41
@@ -98,7 +33,7 @@ def test_replay_owns_and_costs_like_the_compute_apps(make_service: Any, tmp_path
         938: "lab/finetune-lora-1",
     }
     # what nvidia-smi's compute-apps snapshots say each process held, within 2 %
-    for pid, seconds in expected_request_seconds().items():
+    for pid, seconds in h100_request_seconds.items():
         assert hours[by_pid[pid]] == pytest.approx(seconds, rel=0.02), by_pid[pid]
     teams = {r.key["team"]: r for r in svc.cost(window=WINDOW, by=["team"]).rows}
     assert "data-science" in teams  # alice's notebook, from the user-to-team map
@@ -118,21 +53,21 @@ def _last_energy() -> float:
     return float([x for x in lines if x.get("event") == "sample"][-1]["energy_mj"])
 
 
-def test_restart_loses_nothing_and_counts_nothing_twice(make_service: Any, tmp_path: Path) -> None:
-    once = _agent_service(make_service, tmp_path / "a", name="once.duckdb")
-    (tmp_path / "a").mkdir(exist_ok=True)
-    _run(once, tmp_path / "a")
-    twice = _agent_service(make_service, tmp_path / "b", name="twice.duckdb")
-    (tmp_path / "b").mkdir(exist_ok=True)
+def test_restart_loses_nothing_and_counts_nothing_twice(
+    agent_service: Any, run_agent: Any, agent_node: tuple[Path, Path], tmp_path: Path
+) -> None:
+    once = agent_service(name="once.duckdb")
+    (tmp_path / "a").mkdir()
+    run_agent(once, tmp_path / "a")
+    twice = agent_service(name="twice.duckdb")
+    (tmp_path / "b").mkdir()
     # a run killed after 120 ticks: segments 1-2 stored, the third open on disk
-    from aifinops.sources import nvml
+    from aifinops.sources.telemetry import nvml
 
-    proc, passwd = fake_proc(tmp_path / "b" / "node")
-    pods = {uid: f"lab/{pod}" for uid, pod in PODS.values()}
+    proc, passwd = agent_node
+    pods = {uid: f"lab/{pod}" for uid, pod in AGENT_PODS.values()}
     teams = {"alice": "data-science"}
-    resolver = OwnerResolver(
-        "h100-lab-01", proc_root=proc, passwd=passwd, pods=pods, user_teams=teams
-    )
+    resolver = OwnerResolver(AGENT_HOST, proc_root=proc, passwd=passwd, pods=pods, user_teams=teams)
     spool = nvml.Spool(tmp_path / "b" / "spool", per_segment=50)
     shipped: list[str] = []
 
@@ -140,12 +75,12 @@ def test_restart_loses_nothing_and_counts_nothing_twice(make_service: Any, tmp_p
         twice.ingest_agent_segment(segment)
         shipped.append(segment.name)
 
-    crashed = nvml.Agent("h100-lab-01", nvml.ReplaySampler(NVML, NAMES), resolver, spool, ship)
+    crashed = nvml.Agent(AGENT_HOST, nvml.ReplaySampler(NVML, H100_NAMES), resolver, spool, ship)
     crashed.run(120, sleep=False)  # no stop(): the process died
     open_parts = list((tmp_path / "b" / "spool").glob("open-*.part"))
     assert len(open_parts) == 1 and shipped == ["seg-000000001.jsonl", "seg-000000002.jsonl"]
     # the restarted agent ships the open segment first, then samples on from tick 121
-    restarted_sampler = nvml.ReplaySampler(NVML, NAMES)
+    restarted_sampler = nvml.ReplaySampler(NVML, H100_NAMES)
     ticks = restarted_sampler.ticks()
     for _ in range(120):
         next(ticks)
@@ -154,7 +89,7 @@ def test_restart_loses_nothing_and_counts_nothing_twice(make_service: Any, tmp_p
         def ticks(self) -> Any:
             return ticks
 
-    again = nvml.Agent("h100-lab-01", Rest(), resolver, nvml.Spool(spool.dir, 50), ship)
+    again = nvml.Agent(AGENT_HOST, Rest(), resolver, nvml.Spool(spool.dir, 50), ship)
     again.run(sleep=False)
     again.stop()
     assert not list(spool.dir.iterdir())
@@ -167,7 +102,9 @@ def test_restart_loses_nothing_and_counts_nothing_twice(make_service: Any, tmp_p
     # and one that covers samples already stored replaces them
     before = twice.store.count("gpu_usage")
     first_segment = tmp_path / "b" / "copy.jsonl"
-    records = [crashed.record(s[0]) for s in list(nvml.ReplaySampler(NVML, NAMES).ticks())[:10]]
+    records = [
+        crashed.record(s[0]) for s in list(nvml.ReplaySampler(NVML, H100_NAMES).ticks())[:10]
+    ]
     import json
 
     first_segment.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -177,10 +114,12 @@ def test_restart_loses_nothing_and_counts_nothing_twice(make_service: Any, tmp_p
     assert twice.store.count("gpu_usage") == after_one and after_one == before
 
 
-def test_posting_to_a_server(make_service: Any, tmp_path: Path, served: Served) -> None:
-    svc = _agent_service(make_service, tmp_path)
+def test_posting_to_a_server(
+    agent_service: Any, run_agent: Any, tmp_path: Path, served: Served
+) -> None:
+    svc = agent_service()
     served.routes["/api/v1/agent/segments"] = [(503, b"later"), (200, b"ok")]
-    stats = _run(svc, tmp_path, ticks=60, server=served.url(""))
+    stats = run_agent(svc, tmp_path, ticks=60, server=served.url(""))
     # the first POST failed: that segment stays in the spool; the next flush sends it
     assert stats.failures and "HTTP 503" in stats.failures[0]
     assert served.hits["/api/v1/agent/segments"] >= 2

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from aifinops.errors import InputError
-from aifinops.sources.nvidia_smi import detect_kind, parse_dir
+from aifinops.sources.telemetry.nvidia_smi import detect_kind, parse_dir
 from tests.conftest import H100
 
 QUERY = "nvidia_smi_query_gpu.csv"

@@ -79,7 +79,7 @@ def _cur2(rows: list[dict[str, str]], path: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from aifinops.sources.cur import cur2_name
+    from aifinops.sources.bills.cur import cur2_name
 
     static = [k for k in rows[0] if k != "product/ProductName"]
     cols: dict[str, list[Any]] = {cur2_name(k): [r[k] or None for r in rows] for k in static}
@@ -117,39 +117,10 @@ def test_cur_2_parquet(make_service: Any, tmp_path: Path) -> None:
     assert tagged == [(1281 // 2,)]
 
 
-def commitment_cur(path: Path) -> Path:
-    """A CUR hour with a Savings Plan (i-1), a reservation (i-2), spot (i-3), the plan's
-    recurring fee and a credit."""
-    header = [
-        "identity/LineItemId", "bill/PayerAccountId", "bill/BillingPeriodStartDate",
-        "bill/BillingPeriodEndDate", "lineItem/UsageAccountId", "lineItem/LineItemType",
-        "lineItem/UsageStartDate", "lineItem/UsageEndDate", "lineItem/ProductCode",
-        "lineItem/UsageType", "lineItem/ResourceId", "lineItem/UsageAmount",
-        "lineItem/CurrencyCode", "lineItem/UnblendedCost", "pricing/publicOnDemandCost",
-        "savingsPlan/SavingsPlanARN", "savingsPlan/SavingsPlanEffectiveCost",
-        "savingsPlan/TotalCommitmentToDate", "savingsPlan/UsedCommitment",
-        "reservation/ReservationARN", "reservation/EffectiveCost",
-        "resourceTags/user:team",
-    ]  # fmt: skip
-    p = "2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,111"
-    t = "2026-11-02T00:00:00Z,2026-11-02T01:00:00Z,AmazonEC2"
-    lines = [
-        f"a,999,{p},SavingsPlanCoveredUsage,{t},BoxUsage:p5.48xlarge,i-1,1,USD,98.32,98.32,"
-        "arn:sp,60.00,,,,,ml",
-        f"b,999,{p},SavingsPlanNegation,{t},BoxUsage:p5.48xlarge,i-1,1,USD,-98.32,,arn:sp,,,,,,ml",
-        f"c,999,{p},SavingsPlanRecurringFee,{t},ComputeSP:1yr,,1,USD,70.00,,arn:sp,,70.00,60.00,,,",
-        f"d,999,{p},DiscountedUsage,{t},BoxUsage:g5.xlarge,i-2,1,USD,0,1.006,,,,,arn:ri,0.55,",
-        f"e,999,{p},Usage,{t},SpotUsage:g5.xlarge,i-3,1,USD,0.40,1.006,,,,,,,",
-        f"f,999,{p},Credit,{t},,,,USD,-5.00,,,,,,,,",
-    ]
-    path.write_text(",".join(header) + "\n" + "\n".join(lines) + "\n")
-    return path
-
-
-def test_cur_commitments_and_credits(make_service: Any, tmp_path: Path) -> None:
-    """Savings Plan, reservation and credit lines: billed vs effective (amortised) cost,
-    worked out by hand from the CUR column definitions."""
-    path = commitment_cur(tmp_path / "cur.csv")
+def test_cur_commitments_and_credits(make_service: Any, commitment_cur: Path) -> None:
+    """Savings Plan, reservation and credit lines (conftest's `commitment_cur`): billed vs
+    effective (amortised) cost, worked out by hand from the CUR column definitions."""
+    path = commitment_cur
     svc = make_service()
     (result,) = svc.ingest_bills("cur", [path])
     assert result.rows == 6 and result.notes == []

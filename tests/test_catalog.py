@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aifinops.core.pricing import Catalog, normalise_gpu_model
-from aifinops.sources.catalog import bundled_offers
+from aifinops.sources.prices.catalog import bundled_offers
 from tests.conftest import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]

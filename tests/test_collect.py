@@ -4,7 +4,6 @@ kept in the store, errors recorded per source, and nothing read twice after a re
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ from aifinops.config import load_settings
 from aifinops.core.windows import from_ms
 from aifinops.errors import ConfigError
 from aifinops.service import Service
-from tests.conftest import Served, free_port
-from tests.test_prometheus import PRICES, capture_prometheus
+from tests.conftest import H100_PRICE, Served, free_port
+
+PRICES = {"prices": {"gpu_models": {"NVIDIA H100 80GB HBM3": H100_PRICE}}}
 
 SCRAPE = (
     'DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-1",Hostname="n1",modelName="NVIDIA H100 80GB HBM3",'
@@ -89,15 +89,11 @@ def test_intervals_decide_what_runs(tmp_path: Path, served: Served) -> None:
     svc.close()
 
 
-@pytest.fixture(scope="module")
-def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with capture_prometheus(tmp_path_factory.mktemp("collect-prom")) as served:
-        yield served
-
-
-def test_prometheus_checkpoint_survives_a_restart(prom: dict[str, Any], tmp_path: Path) -> None:
-    start, end = prom["start"], prom["end"]
-    source = {"name": "prom", "kind": "prometheus", "url": prom["url"], "step": "1s",
+def test_prometheus_checkpoint_survives_a_restart(
+    h100_prom: dict[str, Any], tmp_path: Path
+) -> None:
+    start, end = h100_prom["start"], h100_prom["end"]
+    source = {"name": "prom", "kind": "prometheus", "url": h100_prom["url"], "step": "1s",
               "backfill": "10m", "interval": "1m"}  # fmt: skip
     first = _service(tmp_path, [source], _at(start + 200_000))
     (run,) = first.collect(once=True)
@@ -112,7 +108,7 @@ def test_prometheus_checkpoint_survives_a_restart(prom: dict[str, Any], tmp_path
     # one pull of the whole span, for comparison
     whole = _service(tmp_path, [], _at(end + 5_000), db="whole.duckdb")
     window = f"{from_ms(start - 400_000).isoformat()},{from_ms(end + 5_000).isoformat()}"
-    whole.ingest_prometheus(prom["url"], window=window, step="1s")
+    whole.ingest_prometheus(h100_prom["url"], window=window, step="1s")
     key = "SELECT ts_ms, gpu_id, workload_id, held_req FROM gpu_usage ORDER BY ALL"
     assert again.store.raw(key) == whole.store.raw(key)  # nothing missed, nothing twice
     cost = lambda svc: {r.key["team"]: r.total_cost for r in svc.cost(window=window).rows}  # noqa: E731

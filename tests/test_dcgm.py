@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from aifinops.errors import InputError
-from aifinops.sources.dcgm import mig_weight, read_scrapes, to_facts
 from aifinops.sources.exposition import parse
+from aifinops.sources.telemetry.dcgm import mig_weight, read_scrapes, to_facts
 from tests.conftest import Served, free_port
 
 DATA = Path(__file__).parent / "data" / "metrics"

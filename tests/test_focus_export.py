@@ -12,24 +12,10 @@ from typing import Any
 import pytest
 
 from aifinops.errors import UsageError
-from aifinops.sources.capture import CAPTURE_HOST, h100_capture_dir, owners_from_events
-
-PRICE = {"prices": {"gpu_models": {"NVIDIA H100 80GB HBM3": 4.00}}}
 
 
-def capture_service(make_service: Any) -> Any:
-    """A service holding the real H100 capture, priced at 4.00 per GPU-hour."""
-    svc = make_service(PRICE)
-    cap = h100_capture_dir()
-    svc.ingest_nvidia_smi(
-        cap, host=CAPTURE_HOST, owners=owners_from_events(cap / "workload_events.jsonl",
-                                                          namespace="lab"),
-    )  # fmt: skip
-    return svc
-
-
-def test_export_sums_to_the_allocation(make_service: Any, tmp_path: Path) -> None:
-    svc = capture_service(make_service)
+def test_export_sums_to_the_allocation(capture_service: Any, tmp_path: Path) -> None:
+    svc = capture_service
     out = tmp_path / "chargeback.csv"
     done = svc.export_focus(out, step="1h")
     report = svc.cost(step="1h", by=["workload"])
@@ -61,10 +47,10 @@ def test_export_sums_to_the_allocation(make_service: Any, tmp_path: Path) -> Non
     assert gpu["lab/pretrain-job-0"] > 0
 
 
-def test_parquet_export_and_bad_names(make_service: Any, tmp_path: Path) -> None:
+def test_parquet_export_and_bad_names(capture_service: Any, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    svc = capture_service(make_service)
+    svc = capture_service
     svc.export_focus(tmp_path / "c.parquet")
     table = pq.read_table(tmp_path / "c.parquet")
     assert str(table.schema.field("ChargePeriodStart").type) == "timestamp[ms, tz=UTC]"
@@ -73,8 +59,8 @@ def test_parquet_export_and_bad_names(make_service: Any, tmp_path: Path) -> None
         svc.export_focus(tmp_path / "c.xlsx")
 
 
-def test_chargeback_csv_for_a_month(make_service: Any, tmp_path: Path) -> None:
-    svc = capture_service(make_service)
+def test_chargeback_csv_for_a_month(capture_service: Any, tmp_path: Path) -> None:
+    svc = capture_service
     out = tmp_path / "chargeback-2026-11.csv"
     svc.export_chargeback(out, month="2026-11", by=["team"])
     with out.open(newline="") as fh:

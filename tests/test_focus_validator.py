@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.conftest import shared_tool
-from tests.test_focus_export import capture_service
 
 # The three leaf rules that contradict a sibling in validator 2.2.1's model, and the
 # composites above them (read from rules/model-1.2.0.1.json, not from a run).
@@ -73,15 +72,15 @@ def _validate(path: Path, *flags: str) -> tuple[set[str], tuple[int, ...]]:
     return set(FAILED.findall(run.stdout)), tuple(int(x) for x in found.groups())
 
 
-def _export(make_service: Any, out: Path) -> Path:
-    capture_service(make_service).export_focus(out, step="1h")
+def _export(svc: Any, out: Path) -> Path:
+    svc.export_focus(out, step="1h")
     return out
 
 
 def test_export_fails_only_the_validators_contradictory_rules(
-    make_service: Any, tmp_path: Path
+    capture_service: Any, tmp_path: Path
 ) -> None:
-    out = _export(make_service, tmp_path / "chargeback.parquet")
+    out = _export(capture_service, tmp_path / "chargeback.parquet")
     failed, (total, passed, fail, _skipped) = _validate(out)
     assert failed == KNOWN_DEFECTS
     assert fail == len(KNOWN_DEFECTS) and total > 500 and passed > 300
@@ -100,7 +99,7 @@ def test_export_fails_only_the_validators_contradictory_rules(
     assert failed == {"InvoiceId-C-005-C"} and counts[2] == 1
 
 
-def test_csv_export_validates_like_parquet(make_service: Any, tmp_path: Path) -> None:
-    out = _export(make_service, tmp_path / "chargeback.csv")
+def test_csv_export_validates_like_parquet(capture_service: Any, tmp_path: Path) -> None:
+    out = _export(capture_service, tmp_path / "chargeback.csv")
     failed, _ = _validate(out, "--applicability-criteria", CHARGEBACK_CRITERIA)
     assert failed == {"InvoiceId-C-004-C"}

@@ -2,19 +2,18 @@
 capture's ground truth -> GPU-hours, shared-GPU splits, waste, and conservation of time.
 
 Expected values are computed here from the raw files (compute-apps snapshots, pmon SM %,
-workload events), independently of the parsers under test.
+workload events; the shared readers are conftest's `h100_*` fixtures), independently of the
+parsers under test.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 import pytest
@@ -25,42 +24,16 @@ from tests.conftest import H100
 WINDOW = "2026-11-23T10:00:00Z,2026-11-23T11:00:00Z"
 
 
-def events() -> list[dict[str, Any]]:
-    return [json.loads(x) for x in (H100 / "workload_events.jsonl").read_text().splitlines()]
-
-
-def write_owners(path: Path) -> dict[int, str]:
+def write_owners(path: Path, events: list[dict[str, Any]]) -> dict[int, str]:
     pods = {}
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["pid", "workload", "labels"])
-        for e in events():
+        for e in events:
             if e["event"] == "worker_start":
                 out.writerow([e["pid"], e["pod"], json.dumps({"team": e["team"]})])
                 pods[e["pid"]] = e["pod"]
     return pods
-
-
-def compute_apps() -> dict[float, list[int]]:
-    snaps: dict[float, list[int]] = defaultdict(list)
-    with (H100 / "nvidia_smi_compute_apps.csv").open() as fh:
-        rows = list(csv.reader(fh, skipinitialspace=True))
-    for row in rows[1:]:
-        ts = datetime.strptime(row[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
-        snaps[ts].append(int(row[2]))
-    return dict(sorted(snaps.items()))
-
-
-def expected_request_seconds() -> dict[int, float]:
-    """Each snapshot lasts one interval, split evenly among the pids in it."""
-    snaps = compute_apps()
-    times = list(snaps)
-    interval = median(b - a for a, b in itertools.pairwise(times))
-    out: dict[int, float] = defaultdict(float)
-    for pids in snaps.values():
-        for pid in pids:
-            out[pid] += interval / len(pids)
-    return out
 
 
 def pmon_sm() -> dict[tuple[int, int], float]:
@@ -69,15 +42,17 @@ def pmon_sm() -> dict[tuple[int, int], float]:
         cells = line.split()
         if line.startswith("#") or len(cells) < 6 or cells[3] == "-" or cells[5] == "-":
             continue
-        ts = int(datetime.strptime(cells[0] + cells[1], "%Y%m%d%H:%M:%S").timestamp())
-        out[(ts, int(cells[3]))] = float(cells[5])
+        when = datetime.strptime(cells[0] + cells[1], "%Y%m%d%H:%M:%S").replace(tzinfo=UTC)
+        out[(int(when.timestamp()), int(cells[3]))] = float(cells[5])
     return out
 
 
 @pytest.fixture
-def capture(make_service: Any, tmp_path: Path) -> tuple[Any, dict[int, str]]:
+def capture(
+    make_service: Any, tmp_path: Path, h100_events: list[dict[str, Any]]
+) -> tuple[Any, dict[int, str]]:
     owners = tmp_path / "owners.csv"
-    pods = write_owners(owners)
+    pods = write_owners(owners, h100_events)
     svc = make_service({"prices": {"gpu_models": {"H100": 4.00}}})
     result = svc.ingest_nvidia_smi(H100, owners_file=owners, host="h100-a")
     assert result.status == "loaded"
@@ -89,21 +64,23 @@ def by_workload(svc: Any, **kw: Any) -> dict[str, Any]:
     return {r.key["workload"]: r for r in report.rows}
 
 
-def test_gpu_hours_match_compute_apps(capture: Any) -> None:
+def test_gpu_hours_match_compute_apps(capture: Any, h100_request_seconds: dict[int, float]) -> None:
     svc, pods = capture
     rows = by_workload(svc)
-    expected = expected_request_seconds()
+    expected = h100_request_seconds
     assert set(pods) == set(expected)
     for pid, seconds in expected.items():
         ours = float(rows[pods[pid]].gpu_hours) * 3600
         assert ours == pytest.approx(seconds, rel=0.02), pods[pid]
 
 
-def test_shared_phase_split_even_under_request(capture: Any) -> None:
+def test_shared_phase_split_even_under_request(
+    capture: Any, h100_snapshots: dict[float, list[int]]
+) -> None:
     svc, _ = capture
     rows = by_workload(svc)
     a, b = rows["chat-api-5c6d8"], rows["finetune-lora-1"]
-    snaps = compute_apps()
+    snaps = h100_snapshots
     both = sum(1 for pids in snaps.values() if sorted(pids) == [937, 938])
     alone = {p: sum(1 for pids in snaps.values() if pids == [p]) for p in (937, 938)}
     assert both > 50  # the two pods really overlapped
@@ -114,13 +91,15 @@ def test_shared_phase_split_even_under_request(capture: Any) -> None:
     assert a.total_cost == pytest.approx(a.gpu_hours * 4, rel=Decimal("1e-9"))
 
 
-def test_shared_phase_split_by_pmon_under_usage(capture: Any) -> None:
+def test_shared_phase_split_by_pmon_under_usage(
+    capture: Any, h100_snapshots: dict[float, list[int]]
+) -> None:
     svc, _ = capture
     rows = by_workload(svc, shared_gpu="usage")
     sm = pmon_sm()
     # per snapshot: both present -> split by that second's SM % (even when unknown or 0)
     share: dict[int, float] = defaultdict(float)
-    for ts, pids in compute_apps().items():
+    for ts, pids in h100_snapshots.items():
         if sorted(pids) != [937, 938]:
             continue
         sec = int(ts)
@@ -147,9 +126,11 @@ def test_notebook_is_waste(capture: Any) -> None:
     assert train.gpu_efficiency is not None and train.gpu_efficiency > Decimal("0.8")
 
 
-def test_held_plus_idle_is_capture_duration(capture: Any) -> None:
+def test_held_plus_idle_is_capture_duration(
+    capture: Any, h100_events: list[dict[str, Any]]
+) -> None:
     svc, _ = capture
-    ev = events()
+    ev = h100_events
     duration = ev[-1]["ts"] - ev[0]["ts"]  # capture_end - first phase_start
     report = svc.cost(window=WINDOW, by=["team"])
     total_hours = sum(r.gpu_hours for r in report.rows)

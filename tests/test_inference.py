@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from aifinops.core.windows import from_ms
+from aifinops.demo.capture import CAPTURE_HOST, owners_from_events
 from aifinops.errors import InputError, UsageError
-from aifinops.sources.capture import CAPTURE_HOST, owners_from_events
-from aifinops.sources.inference import read_counters
+from aifinops.sources.serving.inference import read_counters
 from tests.conftest import H100
 
 DATA = Path(__file__).parent / "data" / "metrics"

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aifinops.sources.kubernetes import read_dump
+from aifinops.sources.inventory.kubernetes import read_dump
 from tests.conftest import Served, shared_data
 
 
@@ -161,7 +162,11 @@ def test_list_then_watch_survives_an_expired_watch(
         "users: [{name: u, user: {token: t0ken}}]\n"
         "contexts: [{name: c, context: {cluster: t, user: u}}]\ncurrent-context: c\n"
     )
-    svc = make_service()
+    # the watch runs on the service's clock: each reading of it moves it on 0.1 s, so the
+    # 2.5 s watch is 25 readings long, whatever the machine's speed
+    ticks = iter(range(10_000))
+    clock = lambda: datetime.fromtimestamp(1_795_435_200 + next(ticks) / 10, UTC)  # noqa: E731
+    svc = make_service(clock=clock, sleep=lambda _: None)
     result = svc.ingest_kubernetes_api(kubeconfig=str(kubeconfig), watch_seconds=2.5)
     notes = " | ".join(result.notes)
     assert "listed 1 nodes, 2 pods, 1 namespaces" in notes

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aifinops.errors import InputError
-from aifinops.sources.kubernetes import parse_cpu, parse_memory_gib, read_dump
+from aifinops.sources.inventory.kubernetes import parse_cpu, parse_memory_gib, read_dump
 from tests.conftest import H100
 
 WINDOW = "2026-11-23T10:00:00Z,2026-11-23T11:00:00Z"

@@ -14,8 +14,7 @@ from aifinops.config import load_settings
 from aifinops.core.pricing import NodeFacts, OnPremModel
 from aifinops.core.windows import from_ms
 from aifinops.service import Service
-from tests.conftest import H100
-from tests.test_agent import NVML, _agent_service, _run
+from tests.conftest import AGENT_HOST, NVML
 
 D = Decimal
 MODEL = {"gpu_model": "H100", "purchase_price": 250000, "gpus": 8, "years": 4,
@@ -38,9 +37,11 @@ def _readings() -> list[tuple[int, float]]:
     return [(round(r["ts"] * 1000), float(r["energy_mj"])) for r in rows if r["event"] == "sample"]
 
 
-def test_h100_energy_and_power_cost_per_phase(make_service: Any, tmp_path: Path) -> None:
-    svc = _agent_service(make_service, tmp_path)
-    _run(svc, tmp_path)
+def test_h100_energy_and_power_cost_per_phase(
+    agent_service: Any, run_agent: Any, h100_events: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    svc = agent_service()
+    run_agent(svc, tmp_path)
     cfg = tmp_path / "onprem.yaml"
     import yaml
 
@@ -53,9 +54,9 @@ def test_h100_energy_and_power_cost_per_phase(make_service: Any, tmp_path: Path)
         before = [e for ts, e in readings if ts < t]
         return before[-1] if before else readings[0][1]
 
-    events = [json.loads(x) for x in (H100 / "workload_events.jsonl").read_text().splitlines()]
-    starts = {e["phase"]: round(e["ts"] * 1000) for e in events if e["event"] == "phase_start"}
-    ends = {e["phase"]: round(e["ts"] * 1000) for e in events if e["event"] == "phase_end"}
+    phases = [e for e in h100_events if e["event"] in ("phase_start", "phase_end")]
+    starts = {e["phase"]: round(e["ts"] * 1000) for e in phases if e["event"] == "phase_start"}
+    ends = {e["phase"]: round(e["ts"] * 1000) for e in phases if e["event"] == "phase_end"}
     assert len(starts) == 6
     for phase, start in starts.items():
         end = ends[phase]
@@ -73,7 +74,7 @@ def test_h100_energy_and_power_cost_per_phase(make_service: Any, tmp_path: Path)
     assert rate["training"] > 3 * rate["idle_baseline"]
     # the node's price uses the measured average power, not the rated 700 W
     watts = (readings[-1][1] - readings[0][1]) / (readings[-1][0] - readings[0][0])  # mJ/ms = W
-    (price,) = [p for p in svc2.node_prices()[0] if p.node_id == "h100-lab-01"]
+    (price,) = [p for p in svc2.node_prices()[0] if p.node_id == AGENT_HOST]
     m = OnPremModel(**{k: D(str(v)) if k != "gpu_model" and k != "gpus" else v
                        for k, v in MODEL.items()})  # fmt: skip
     assert price.source == "on-prem:measured-power"

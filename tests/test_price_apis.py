@@ -16,8 +16,8 @@ import yaml
 from aifinops.config import load_settings
 from aifinops.service import Service
 from aifinops.sources import facts
-from aifinops.sources.catalog import bundled_offers
-from aifinops.sources.price_apis import aws_offers
+from aifinops.sources.prices.catalog import bundled_offers
+from aifinops.sources.prices.price_apis import aws_offers
 from tests.conftest import Served, free_port, shared_data
 
 D = Decimal

@@ -20,7 +20,7 @@ from aifinops.core.pricing import (
     resolve_node_price,
 )
 from aifinops.errors import InputError
-from aifinops.sources.custom_pricing import read_custom_pricing
+from aifinops.sources.prices.custom_pricing import read_custom_pricing
 
 DATA = Path(__file__).parent / "data" / "opencost-pricing"
 D = Decimal

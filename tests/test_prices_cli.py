@@ -11,12 +11,11 @@ from typing import Any
 
 from aifinops.core.pricing import same_gpu
 from aifinops.sources import facts
-from aifinops.sources.catalog import bundled_offers
-from tests.test_cli import run
+from aifinops.sources.prices.catalog import bundled_offers
 
 
-def test_compare_is_cheapest_first_and_only_that_gpu(tmp_path: Path) -> None:
-    out = run("prices", "compare", "--gpu", "A100", "--spot", "--format", "json", cwd=tmp_path)
+def test_compare_is_cheapest_first_and_only_that_gpu(cli: Any, tmp_path: Path) -> None:
+    out = cli("prices", "compare", "--gpu", "A100", "--spot", "--format", "json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     # worked out from the catalog rows themselves: every A100 offer with a spot price
@@ -32,15 +31,17 @@ def test_compare_is_cheapest_first_and_only_that_gpu(tmp_path: Path) -> None:
     assert keys <= set(rows[0])
 
 
-def test_show_an_instance_type_as_csv(tmp_path: Path) -> None:
-    out = run("prices", "show", "--instance-type", "p4d.24xlarge", "--format", "csv", cwd=tmp_path)
+def test_show_an_instance_type_as_csv(cli: Any, tmp_path: Path) -> None:
+    out = cli("prices", "show", "--instance-type", "p4d.24xlarge", "--format", "csv", cwd=tmp_path)
     (row,) = list(csv.DictReader(io.StringIO(out.stdout)))
     assert (row["provider"], row["gpu_model"], row["gpu_count"]) == ("aws", "A100 40GB", "8")
     assert Decimal(row["on_demand_hourly"]) == Decimal("32.77")
     assert Decimal(row["per_gpu_hourly"]) == Decimal("32.77") / 8
 
 
-def test_missing_lists_what_would_price_the_unpriced(make_service: Any, tmp_path: Path) -> None:
+def test_missing_lists_what_would_price_the_unpriced(
+    make_service: Any, cli: Any, tmp_path: Path
+) -> None:
     svc = make_service(name="m.duckdb")
     nodes = [
         {"node_id": "n1", "instance_type": "g6e.12xlarge", "gpu_model": "L40S", "gpu_count": 4,
@@ -54,7 +55,7 @@ def test_missing_lists_what_would_price_the_unpriced(make_service: Any, tmp_path
     ]  # fmt: skip
     svc.store.upsert_arrow("nodes", facts.rows_table(nodes, facts.NODES), "node_id")
     svc.close()
-    out = run("--db", str(tmp_path / "m.duckdb"), "prices", "missing", "--format", "json",
+    out = cli("--db", str(tmp_path / "m.duckdb"), "prices", "missing", "--format", "json",
               cwd=tmp_path)  # fmt: skip
     rows = json.loads(out.stdout)
     assert [(r["instance_type"], r["gpu_model"], r["nodes"]) for r in rows] == [

@@ -213,7 +213,7 @@ def test_resource_keys() -> None:
     assert resource_key("") is None and resource_key(None) is None
     # a scale-set instance is billed under its scale set; a plain VM under itself
     from aifinops.core.reconcile import group_key
-    from aifinops.sources.kubernetes import resource_id
+    from aifinops.sources.inventory.kubernetes import resource_id
 
     vmss = "azure:///subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/"
     inst = resource_id(vmss + "virtualMachineScaleSets/AKS-GPU-VMSS/virtualMachines/3")
@@ -261,15 +261,13 @@ def test_cost_reconciled_on_the_command_line(make_service: Any, tmp_path: Path) 
 
 
 def test_savings_plan_reservation_spot_and_credit_from_a_cur(
-    make_service: Any, tmp_path: Path
+    make_service: Any, commitment_cur: Path
 ) -> None:
-    """The CUR hour of test_bill_readers (2026-11-02 00:00-01:00): list prices are the
+    """The CUR hour of conftest's `commitment_cur` (2026-11-02 00:00-01:00): list prices are the
     on-demand rates (p5.48xlarge 98.32/h, g5.xlarge 1.006/h); the bill's EffectiveCost is
     60.00 under the Savings Plan (i-1), 0.55 under the reservation (i-2), 0.40 on spot (i-3).
     The plan's unused commitment (70 - 60 = 10) and the -5.00 credit name no resource: they
     stay visible as other spend (effective 10 - 5 = 5; billed 70 - 5 = 65)."""
-    from tests.test_bill_readers import commitment_cur
-
     t0 = 1_793_577_600_000  # 2026-11-02T00:00:00Z
     cfg = {"prices": {"instance_types": {"p5.48xlarge": 98.32, "g5.xlarge": 1.006}}}
     svc = make_service(cfg)
@@ -304,7 +302,7 @@ def test_savings_plan_reservation_spot_and_credit_from_a_cur(
             for g in range(gpus):
                 samples += sample(t0 + i * MIN, n, f"g{g}", [(f"{team}/job", 1, 1, 1)])
     load_facts(svc, nodes, pods, samples)
-    svc.ingest_bills("cur", [commitment_cur(tmp_path / "cur.csv")])
+    svc.ingest_bills("cur", [commitment_cur])
     # per node (a g5.xlarge's CPU and RAM part, unrequested here, is its idle row)
     report = svc.reconcile(window=window(1, start=t0), by=["node"])
     got = {r.key["node"]: (_d(r.list_cost), _d(r.billed_cost)) for r in report.rows}

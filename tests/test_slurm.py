@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from aifinops.errors import InputError
-from aifinops.sources.slurm import expand_hostlist, read_sacct
+from aifinops.sources.inventory.slurm import expand_hostlist, read_sacct
 
 DATA = Path(__file__).parent / "data" / "slurm"
 H = 3_600_000

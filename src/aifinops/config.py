@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+)
 
 from aifinops.core.attribution import (
     DEFAULT_LABEL_KEYS,
@@ -31,6 +38,7 @@ from aifinops.core.pricing import (
     SplitRates,
 )
 from aifinops.errors import ConfigError
+from aifinops.sources.base import SourceConfig
 
 DEFAULT_DB = "aifinops.duckdb"
 
@@ -178,35 +186,6 @@ class AllocationConfig(_Strict):
     step: str = "1h"
 
 
-class SourceConfig(_Strict):
-    """One source for `aifinops collect` (see `aifinops sources list`)."""
-
-    name: str
-    kind: str
-    url: str | None = None
-    path: str | None = None
-    interval: str | None = None  # default: the kind's
-    step: str = "1m"  # prometheus
-    backfill: str = "1h"  # prometheus: how far back the first run reaches
-    pod: str | None = None  # inference: namespace/pod of the server
-    model: str | None = None  # inference: the model of a server that names none (TGI)
-    server: str | None = None  # inference: vllm | sglang | tgi | triton | kserve
-    kubeconfig: str | None = None
-    context: str | None = None
-    in_cluster: bool = False
-    owners: str | None = None  # nvidia-smi
-    host: str | None = None  # nvidia-smi, dcgm
-
-    @field_validator("kind")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        from aifinops.sources.registry import KINDS
-
-        if value not in KINDS:
-            raise ValueError(f"unknown kind {value!r}; known: {', '.join(KINDS)}")
-        return value
-
-
 class BillsConfig(_Strict):
     required_tags: list[str] = Field(
         default_factory=lambda: ["team", "project", "environment", "cost_center", "owner"]
@@ -226,24 +205,28 @@ class Settings(_Strict):
     prices: PricesConfig = Field(default_factory=PricesConfig)
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     allocation: AllocationConfig = Field(default_factory=AllocationConfig)
-    sources: list[SourceConfig] = Field(default_factory=list)
+    sources: list[SerializeAsAny[SourceConfig]] = Field(default_factory=list)
     bills: BillsConfig = Field(default_factory=BillsConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
-    @field_validator("sources")
+    @field_validator("sources", mode="before")
     @classmethod
-    def _complete(cls, value: list[SourceConfig]) -> list[SourceConfig]:
-        from aifinops.sources.registry import KINDS
+    def _typed(cls, value: Any) -> list[SourceConfig]:
+        """Each source validated by its kind's own config (the union chosen by `kind:`)."""
+        from aifinops.sources.registry import parse_configs
 
-        names = [s.name for s in value]
+        if not value:
+            return []
+        items = [v.model_dump() if isinstance(v, SourceConfig) else v for v in value]
+        configs = parse_configs(items)
+        names = [s.name for s in configs]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"source names must be unique: {', '.join(twice)}")
-        for s in value:
-            missing = [k for k in KINDS[s.kind].needs if getattr(s, k) in (None, "")]
-            if missing:
-                raise ValueError(f"source {s.name!r} ({s.kind}) needs {', '.join(missing)}")
-        return value
+        unnamed = [s.kind for s in configs if not s.name]
+        if unnamed:
+            raise ValueError(f"every source needs a name ({', '.join(unnamed)})")
+        return configs
 
 
 def load_settings(

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from aifinops.core.model import IdlePolicy, SharedGpuPolicy
 from aifinops.errors import AifinopsError, UsageError
 
 if TYPE_CHECKING:
+    from aifinops.config import Settings
     from aifinops.service import IngestResult, Service
 
 app = typer.Typer(
@@ -41,16 +43,12 @@ app.add_typer(prices_app, name="prices")
 
 
 class Format(StrEnum):
+    """The --format names: one per renderer in cli/render.py (RENDERERS)."""
+
     table = "table"
     detailed = "detailed"
     json = "json"
     csv = "csv"
-
-
-class Idle(StrEnum):
-    separate = "separate"
-    weighted = "weighted"
-    even = "even"
 
 
 class Unit(StrEnum):
@@ -66,14 +64,13 @@ class Server(StrEnum):
     kserve = "kserve"
 
 
-class SharedGpu(StrEnum):
-    request = "request"
-    usage = "usage"
-
-
 class _State:
+    """This invocation's global options, its root context, and the service it opened."""
+
     db: str | None = None
     config: Path | None = None
+    root: typer.Context | None = None
+    service: Service | None = None
 
 
 state = _State()
@@ -81,6 +78,7 @@ state = _State()
 
 @app.callback()
 def _global(
+    ctx: typer.Context,
     db: Annotated[
         str | None,
         typer.Option(
@@ -92,15 +90,26 @@ def _global(
         typer.Option("--config", help="Config file (YAML): prices, attribution, allocation."),
     ] = None,
 ) -> None:
-    state.db, state.config = db, config
+    state.db, state.config, state.root, state.service = db, config, ctx, None
+
+
+def _settings() -> Settings:
+    from aifinops.config import load_settings
+
+    return load_settings(state.config, flags={"db": state.db})
 
 
 def _service() -> Service:
-    from aifinops.config import load_settings
+    """This invocation's service, opened on first use. The root context holds it as a
+    resource (`with_resource` enters it) and closes it when the command ends, whether the
+    command returned or raised: the one place the CLI closes a service."""
     from aifinops.service import Service
 
-    settings = load_settings(state.config, flags={"db": state.db})
-    return Service(settings)
+    if state.service is None:
+        if state.root is None:
+            raise RuntimeError("_service() outside a command")
+        state.service = state.root.with_resource(Service(_settings()))
+    return state.service
 
 
 def _console(stderr: bool = False) -> Any:
@@ -110,6 +119,17 @@ def _console(stderr: bool = False) -> Any:
     if not console.is_terminal:
         console.width = 160  # pipes and CI logs: don't squeeze tables to 80 columns
     return console
+
+
+def _emit(data: Any, fmt: Format, **view: Any) -> None:
+    """Write a command's result to stdout in the format asked for (see cli/render.py)."""
+    from aifinops.cli import render
+
+    render.emit(data, fmt, _console(), **view)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 # -- ingest -------------------------------------------------------------------------------
@@ -129,11 +149,7 @@ def ingest_nvidia_smi(
     ] = "UTC",
 ) -> None:
     """Load nvidia-smi --query-gpu/--query-compute-apps CSV, pmon, dmon and -q -x logs."""
-    svc = _service()
-    try:
-        _report_ingest([svc.ingest_nvidia_smi(path, owners, host, timezone)])
-    finally:
-        svc.close()
+    _report_ingest([_service().ingest_nvidia_smi(path, owners, host, timezone)])
 
 
 @ingest_app.command("kubernetes")
@@ -158,22 +174,19 @@ def ingest_kubernetes(
 ) -> None:
     """Load nodes, pods and namespaces: from files, or from the Kubernetes API."""
     svc = _service()
-    try:
-        if files:
-            _report_ingest(svc.ingest_kubernetes(files))
-        else:
-            _report_ingest(
-                [
-                    svc.ingest_kubernetes_api(
-                        kubeconfig=kubeconfig,
-                        context=context,
-                        in_cluster=in_cluster,
-                        watch_seconds=watch,
-                    )
-                ]
-            )
-    finally:
-        svc.close()
+    if files:
+        _report_ingest(svc.ingest_kubernetes(files))
+    else:
+        _report_ingest(
+            [
+                svc.ingest_kubernetes_api(
+                    kubeconfig=kubeconfig,
+                    context=context,
+                    in_cluster=in_cluster,
+                    watch_seconds=watch,
+                )
+            ]
+        )
 
 
 @ingest_app.command("dcgm")
@@ -196,11 +209,7 @@ def ingest_dcgm(
     ] = None,
 ) -> None:
     """Load NVIDIA dcgm-exporter scrapes: GPU usage, pods, MIG instances and energy."""
-    svc = _service()
-    try:
-        _report_ingest(svc.ingest_dcgm(sources, at=at, interval=interval, host=host))
-    finally:
-        svc.close()
+    _report_ingest(_service().ingest_dcgm(sources, at=at, interval=interval, host=host))
 
 
 @ingest_app.command("prometheus")
@@ -215,11 +224,7 @@ def ingest_prometheus(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each request.")] = 30.0,
 ) -> None:
     """Pull dcgm-exporter and kube-state-metrics series over a window, in chunks."""
-    svc = _service()
-    try:
-        _report_ingest([svc.ingest_prometheus(url, window=window, step=step, timeout=timeout)])
-    finally:
-        svc.close()
+    _report_ingest([_service().ingest_prometheus(url, window=window, step=step, timeout=timeout)])
 
 
 @ingest_app.command("slurm")
@@ -230,11 +235,7 @@ def ingest_slurm(
     ] = "UTC",
 ) -> None:
     """Load Slurm accounting: jobs, steps, users, accounts (-> team), GPUs from AllocTRES."""
-    svc = _service()
-    try:
-        _report_ingest(svc.ingest_slurm(files, timezone))
-    finally:
-        svc.close()
+    _report_ingest(_service().ingest_slurm(files, timezone))
 
 
 @ingest_app.command("inference")
@@ -255,31 +256,23 @@ def ingest_inference(
     ] = None,
 ) -> None:
     """Load vLLM, SGLang, TGI, Triton or KServe counters: requests, tokens, serving time."""
-    svc = _service()
-    try:
-        _report_ingest(
-            svc.ingest_inference(
-                sources, server=server.value if server else None, at=at, pod=pod, model=model
-            )
+    _report_ingest(
+        _service().ingest_inference(
+            sources, server=server.value if server else None, at=at, pod=pod, model=model
         )
-    finally:
-        svc.close()
+    )
 
 
 def _ingest_bills(kind: str, files: list[Path], options: dict[str, Any] | None = None) -> None:
     from rich.progress import Progress
 
-    svc = _service()
-    try:
-        with Progress(console=_console(stderr=True), transient=True) as bar:
-            task = bar.add_task("cost lines", total=None)
+    with Progress(console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("cost lines", total=None)
 
-            def progress(what: str, done: int, total: int) -> None:
-                bar.update(task, completed=done, description=f"{what}: {done:,}")
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, description=f"{what}: {done:,}")
 
-            _report_ingest(svc.ingest_bills(kind, files, options=options, progress=progress))
-    finally:
-        svc.close()
+        _report_ingest(_service().ingest_bills(kind, files, options=options, progress=progress))
 
 
 _BILL_FILES = "Files of one delivery (CSV, gzipped CSV or Parquet); parts of one period together."
@@ -354,22 +347,13 @@ def bills_summary(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Billed, effective and list cost, per currency (never summed across currencies)."""
-    import json
-
-    svc = _service()
-    try:
-        rows = svc.bills_summary(by=[b.strip() for b in by.split(",") if b.strip()], window=window)
-    finally:
-        svc.close()
+    rows = _service().bills_summary(by=_split(by), window=window)
     for r in rows:
         r.pop("_billed", None)
-    if fmt is Format.json:
-        _console().file.write(json.dumps({"rows": rows}, indent=2) + "\n")
-        return
     flat = [{**r["key"], **{k: v for k, v in r.items() if k != "key"}} for r in rows]
     cols = tuple(dict.fromkeys([*(k for r in rows for k in r["key"]), "billed_cost",
                                 "effective_cost", "list_cost", "currency"]))  # fmt: skip
-    _emit(flat, cols, fmt, "Bills")
+    _emit(flat, fmt, title="Bills", columns=cols, doc={"rows": rows})
 
 
 @tags_app.command("report")
@@ -378,27 +362,19 @@ def tags_report(
         list[str] | None, typer.Option(help="Required tags (default: bills.required_tags).")
     ] = None,
     window: Annotated[str | None, typer.Option(help="START,END of charge periods.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Share of billed cost carrying the required tags, and the largest untagged resources."""
-    import json
-
-    svc = _service()
-    try:
-        report = svc.tags_report(required=tag, window=window)
-    finally:
-        svc.close()
-    if fmt is Format.json:
-        _console().file.write(json.dumps(report, indent=2) + "\n")
-        return
+    report = _service().tags_report(required=tag, window=window)
+    required = ", ".join(report["required_tags"])
+    shares = []
     for c in report["currencies"]:
         share = "–" if c["tagged_share"] is None else f"{c['tagged_share']:.1%}"
-        _console().print(
-            f"{c['currency']}: {share} of {c['billed_cost']:,.2f} billed carries all of "
-            + ", ".join(report["required_tags"])
-        )
-    _emit(report["largest_untagged"], ("resource_id", "provider", "service", "billed_cost",
-                                       "currency"), fmt, "Largest untagged resources")  # fmt: skip
+        shares.append(f"{c['currency']}: {share} of {c['billed_cost']:,.2f} billed carries "
+                      f"all of {required}")  # fmt: skip
+    _emit(report["largest_untagged"], fmt, title="Largest untagged resources",
+          columns=("resource_id", "provider", "service", "billed_cost", "currency"),
+          doc=report, summary=shares)  # fmt: skip
 
 
 @export_app.command("focus")
@@ -409,11 +385,7 @@ def export_focus(
     step: Annotated[str, typer.Option(help="One line per workload and step.")] = "1h",
 ) -> None:
     """The allocated chargeback, per workload and step, as a FOCUS 1.2 dataset."""
-    svc = _service()
-    try:
-        done = svc.export_focus(output, window=window, last=last, step=step)
-    finally:
-        svc.close()
+    done = _service().export_focus(output, window=window, last=last, step=step)
     _console().print(
         f"{done['rows']:,} lines, {done['billed_cost']:,.2f} {done['currency']} "
         f"({done['window'][0]} to {done['window'][1]}) -> {done['path']}"
@@ -429,14 +401,9 @@ def export_chargeback(
     ] = None,
 ) -> None:
     """A month's chargeback per team (or other dimensions) as a plain CSV for finance."""
-    from aifinops.bills_service import chargeback_csv
+    from aifinops.outputs.chargeback import chargeback_csv
 
-    svc = _service()
-    try:
-        dims = [d.strip() for d in by.split(",") if d.strip()]
-        rows = svc.export_chargeback(output, month=month, by=dims)
-    finally:
-        svc.close()
+    rows = _service().export_chargeback(output, month=month, by=_split(by))
     if output is None:
         sys.stdout.write(chargeback_csv(rows))
     else:
@@ -450,11 +417,7 @@ def ingest_opencost(
     ],
 ) -> None:
     """Import OpenCost allocations (then: aifinops cost --source opencost)."""
-    svc = _service()
-    try:
-        _report_ingest(svc.ingest_opencost(sources))
-    finally:
-        svc.close()
+    _report_ingest(_service().ingest_opencost(sources))
 
 
 def _report_ingest(results: list[IngestResult]) -> None:
@@ -485,17 +448,13 @@ def collect(
 ) -> None:
     """Run the sources of the config file on their intervals, from their checkpoints."""
     out = _console()
-    svc = _service()
 
     def show(name: str, run: Any) -> None:
         what = f"{run.rows} rows" if run.status == "ok" else run.status
         line = f"{name} ({run.kind}): {what}"
         out.print(line + (f" — {run.error}" if run.error else ""))
 
-    try:
-        runs = svc.collect(once=once, seconds=duration, only=source, report=show)
-    finally:
-        svc.close()
+    runs = _service().collect(once=once, seconds=duration, only=source, report=show)
     if any(r.error for r in runs) and once:
         raise typer.Exit(code=3)
 
@@ -517,29 +476,12 @@ def sources_list() -> None:
 
 @sources_app.command("status")
 def sources_status(
-    fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Each configured source: last run, last success, checkpoint, errors."""
-    import json
-
-    from rich.table import Table
-
-    svc = _service()
-    try:
-        rows = svc.sources_status()
-    finally:
-        svc.close()
-    if fmt is Format.json:
-        _console().file.write(json.dumps(rows, indent=2) + "\n")
-        return
-    table = Table(title="Sources")
     cols = ("name", "kind", "state", "last_run", "last_ok", "checkpoint", "runs", "failures",
             "rows", "last_error")  # fmt: skip
-    for c in cols:
-        table.add_column(c.replace("_", " "))
-    for r in rows:
-        table.add_row(*("–" if r[c] is None else str(r[c]) for c in cols))
-    _console().print(table)
+    _emit(_service().sources_status(), fmt, title="Sources", columns=cols)
 
 
 # -- prices -------------------------------------------------------------------------------
@@ -557,32 +499,6 @@ _OFFER_COLUMNS = (
 )
 
 
-def _emit(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: Format, title: str) -> None:
-    import csv
-    import io
-    import json
-
-    from rich.table import Table
-
-    out = _console()
-    if fmt is Format.json:
-        out.file.write(json.dumps(rows, indent=2) + "\n")
-    elif fmt is Format.csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n",
-                                extrasaction="ignore")  # fmt: skip
-        writer.writeheader()
-        writer.writerows(rows)
-        out.file.write(buf.getvalue())
-    else:
-        table = Table(title=title, title_justify="left")
-        for c in columns:
-            table.add_column(c.replace("_", " "))
-        for r in rows:
-            table.add_row(*("–" if r.get(c) is None else str(r[c]) for c in columns))
-        out.print(table)
-
-
 @prices_app.command("show")
 def prices_show(
     gpu: Annotated[
@@ -596,9 +512,10 @@ def prices_show(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Catalog offers: hourly prices on-demand and spot, per GPU, with source and date."""
-    svc = _service()
-    rows = svc.price_offers(gpu=gpu, instance_type=instance_type, provider=provider, region=region)
-    _emit(rows, _OFFER_COLUMNS, fmt, f"{len(rows)} offers")
+    rows = _service().price_offers(
+        gpu=gpu, instance_type=instance_type, provider=provider, region=region
+    )
+    _emit(rows, fmt, title=f"{len(rows)} offers", columns=_OFFER_COLUMNS)
 
 
 @prices_app.command("compare")
@@ -608,12 +525,10 @@ def prices_compare(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Offers of one GPU model, cheapest per GPU-hour first."""
-    svc = _service()
-    rows = svc.price_offers(gpu=gpu, spot=spot)
+    rows = _service().price_offers(gpu=gpu, spot=spot)
     kind = "spot" if spot else "on-demand"
-    _emit(
-        rows, _OFFER_COLUMNS, fmt, f"{gpu}: {len(rows)} {kind} offers, cheapest per GPU-hour first"
-    )
+    title = f"{gpu}: {len(rows)} {kind} offers, cheapest per GPU-hour first"
+    _emit(rows, fmt, title=title, columns=_OFFER_COLUMNS)
 
 
 @prices_app.command("refresh")
@@ -623,11 +538,7 @@ def prices_refresh(
     ] = None,
 ) -> None:
     """Ask the cloud price APIs again (the cache otherwise lasts prices.api.ttl)."""
-    svc = _service()
-    try:
-        results = svc.refresh_prices(provider)
-    finally:
-        svc.close()
+    results = _service().refresh_prices(provider)
     if not results:
         _console(stderr=True).print("no price APIs configured (prices.api.providers)")
     _report_ingest(results)
@@ -641,15 +552,9 @@ def prices_missing(
 ) -> None:
     """Instance types and GPU models in the store that no price covers, with the config line
     that would price them (their cost is in __unpriced__ until then)."""
-    svc = _service()
-    try:
-        rows = svc.missing_prices()
-    finally:
-        svc.close()
-    for r in rows:
-        r["nodes"] = ", ".join(r["nodes"]) if fmt is not Format.json else r["nodes"]
-    _emit(rows, ("instance_type", "gpu_model", "nodes", "reason", "config"), fmt,
-          f"{len(rows)} price(s) missing")  # fmt: skip
+    rows = _service().missing_prices()
+    _emit(rows, fmt, title=f"{len(rows)} price(s) missing",
+          columns=("instance_type", "gpu_model", "nodes", "reason", "config"))  # fmt: skip
 
 
 @app.command()
@@ -660,12 +565,8 @@ def energy(
 ) -> None:
     """Energy per node from the GPUs' energy counters, and its power cost where an on-prem
     model prices power."""
-    svc = _service()
-    try:
-        rows = svc.energy(window=window, last=last)
-    finally:
-        svc.close()
-    _emit(rows, ("node", "gpus", "energy_kwh", "power_cost"), fmt, "GPU energy")
+    rows = _service().energy(window=window, last=last)
+    _emit(rows, fmt, title="GPU energy", columns=("node", "gpus", "energy_kwh", "power_cost"))
 
 
 # -- agent --------------------------------------------------------------------------------
@@ -692,20 +593,16 @@ def agent(
     """The node agent: sample every GPU through NVML, tie processes to pods, Slurm jobs or
     users, buffer on disk, and store (or post) the samples."""
     teams = dict(x.split("=", 1) for x in user_team or [] if "=" in x)
-    svc = _service()
-    try:
-        stats = svc.agent(
-            spool=spool,
-            host=host,
-            interval=interval,
-            replay=replay,
-            ticks=ticks,
-            server=server,
-            user_teams=teams,
-            sleep=replay is None,
-        )
-    finally:
-        svc.close()
+    stats = _service().agent(
+        spool=spool,
+        host=host,
+        interval=interval,
+        replay=replay,
+        ticks=ticks,
+        server=server,
+        user_teams=teams,
+        sleep=replay is None,
+    )
     _console(stderr=True).print(
         f"agent: {stats.ticks} ticks, {stats.records} GPU records, {stats.shipped} segments stored"
         + (f", {len(stats.failures)} failed (kept in {spool})" if stats.failures else "")
@@ -739,10 +636,11 @@ def cost(
         typer.Option(help="Report per step (e.g. 1h, 1d); idle is shared out per node and step."),
     ] = None,
     idle: Annotated[
-        Idle | None, typer.Option(help="Idle cost: separate (__idle__), weighted, or even.")
+        IdlePolicy | None,
+        typer.Option(help="Idle cost: separate (__idle__), weighted, or even."),
     ] = None,
     shared_gpu: Annotated[
-        SharedGpu | None,
+        SharedGpuPolicy | None,
         typer.Option("--shared-gpu", help="Shared GPUs split by request share or measured usage."),
     ] = None,
     unit: Annotated[
@@ -764,43 +662,29 @@ def cost(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """What GPU nodes cost, attributed to teams, projects, models and workloads."""
-    from aifinops.cli import render
-
+    report: Any
     if reconciled:
         given = [n for n, v in (("--step", step), ("--unit", unit), ("--team", team)) if v]
         if source != "telemetry":
             given.append("--source")
         if given:
             raise UsageError(f"{', '.join(given)} cannot go with --reconciled")
-        svc = _service()
-        try:
-            rec = svc.reconcile(
-                window=window,
-                last=last,
-                by=by.split(","),
-                idle=idle.value if idle else None,
-                shared_gpu=shared_gpu.value if shared_gpu else None,
-            )
-        finally:
-            svc.close()
-        render.reconciled_report(rec, fmt.value, _console())
-        return
-    svc = _service()
-    try:
-        report = svc.cost(
+        report = _service().reconcile(
+            window=window, last=last, by=by.split(","), idle=idle, shared_gpu=shared_gpu
+        )
+    else:
+        report = _service().cost(
             window=window,
             last=last,
             step=step,
             by=by.split(","),
-            idle=idle.value if idle else None,
-            shared_gpu=shared_gpu.value if shared_gpu else None,
+            idle=idle,
+            shared_gpu=shared_gpu,
             team=team,
             unit=unit.value if unit else None,
             source=source,
         )
-    finally:
-        svc.close()
-    render.cost_report(report, fmt.value, _console())
+    _emit(report, fmt)
 
 
 # -- demo ---------------------------------------------------------------------------------
@@ -813,7 +697,7 @@ def demo(
 ) -> None:
     """Build a demo store (a mixed fleet plus a real H100 capture) and show what it cost."""
     from aifinops.cli import render
-    from aifinops.demo import run_demo
+    from aifinops.demo.run import run_demo
 
     out = _console()
     db = state.db or "aifinops-demo.duckdb"
@@ -830,10 +714,7 @@ def demo(
 @config_app.command("show")
 def config_show() -> None:
     """Print the settings in force (defaults < file < environment < flags)."""
-    from aifinops.config import load_settings
-
-    settings = load_settings(state.config, flags={"db": state.db})
-    _console().print_json(settings.model_dump_json())
+    _console().print_json(_settings().model_dump_json())
 
 
 def main() -> None:

@@ -1,21 +1,158 @@
-"""Render cost reports for people (Rich tables) and scripts (JSON, CSV)."""
+"""Render what a command returns: Rich tables for people, JSON and CSV for scripts.
+
+One renderer per `--format` name, registered in `RENDERERS`; `emit` is the one entry point.
+A command's result becomes a `View` first: plain rows under named columns, or a report that
+brings its own table layout (cost, reconciled cost), so JSON and CSV are written in one place
+each whatever the command.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import partial, singledispatch
 from typing import TYPE_CHECKING, Any
 
 from aifinops.core.model import BUCKETS, IDLE, SHARED, UNALLOCATED, UNPRICED, CostReport, CostRow
 from aifinops.core.money import ZERO, to_cents
+from aifinops.core.reconcile import ReconciledReport
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from aifinops.core.reconcile import ReconciledReport
-    from aifinops.demo import DemoResult
+    from aifinops.demo.run import DemoResult
+
+Layout = Callable[["Console", bool], None]  # prints a table of its own; bool: detailed
+
+
+@dataclass(frozen=True)
+class View:
+    """One command's output in every format's terms: `doc` is what JSON writes, `rows` under
+    `columns` what CSV and the plain table show; `summary` lines go above a table; `layout`,
+    where set, prints the table instead of the plain one."""
+
+    doc: Any
+    rows: Sequence[dict[str, Any]]
+    columns: Sequence[str]
+    title: str = ""
+    summary: Sequence[str] = ()
+    layout: Layout | None = None
+
+
+Renderer = Callable[[View, "Console"], None]
+RENDERERS: dict[str, Renderer] = {}
+
+
+def renderer(name: str) -> Callable[[Renderer], Renderer]:
+    """Register a renderer under the `--format` name that asks for it."""
+
+    def register(fn: Renderer) -> Renderer:
+        RENDERERS[name] = fn
+        return fn
+
+    return register
+
+
+def emit(
+    data: Any,
+    fmt: str,
+    console: Console,
+    *,
+    title: str = "",
+    columns: Sequence[str] = (),
+    doc: Any = None,
+    summary: Sequence[str] = (),
+) -> None:
+    """Write `data` (rows as dicts under `columns`, or a report) in the format named `fmt`.
+    `doc` replaces what JSON writes; `summary` lines are shown above a table."""
+    shown = view(data, title, tuple(columns))
+    if doc is not None:
+        shown = replace(shown, doc=doc)
+    if summary:
+        shown = replace(shown, summary=tuple(summary))
+    RENDERERS[str(fmt)](shown, console)
+
+
+@singledispatch
+def view(data: Any, title: str, columns: tuple[str, ...]) -> View:
+    """Plain rows: JSON writes them as they are."""
+    return View(doc=data, rows=data, columns=columns, title=title)
+
+
+@view.register
+def _cost_view(report: CostReport, title: str, columns: tuple[str, ...]) -> View:
+    fields = ("start", "end", *report.by, "gpu_hours", "gpu_cost", "cpu_cost", "ram_cost",
+              "idle_cost", "total_cost", "gpu_efficiency", "efficiency_signal",
+              "waste_cost")  # fmt: skip
+    rows = [
+        {**{k: v for k, v in row.to_dict().items() if k != "key"}, **row.key} for row in report.rows
+    ]
+    return View(report.to_dict(), rows, fields, layout=partial(_cost_layout, report))
+
+
+@view.register
+def _reconciled_view(report: ReconciledReport, title: str, columns: tuple[str, ...]) -> View:
+    fields = (*report.by, "list_cost", "billed_cost", "difference", "unbilled_cost")
+    rows = []
+    for row in report.rows:
+        flat = row.to_dict()
+        rows.append({**flat.pop("key"), **flat})
+    return View(report.to_dict(), rows, fields, layout=partial(_reconciled_layout, report))
+
+
+# -- the formats ----------------------------------------------------------------------------
+
+
+@renderer("json")
+def write_json(shown: View, console: Console) -> None:
+    console.file.write(json.dumps(shown.doc, indent=2) + "\n")
+
+
+@renderer("csv")
+def write_csv(shown: View, console: Console) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(shown.columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({c: _joined(r.get(c)) for c in shown.columns} for r in shown.rows)
+    console.file.write(buf.getvalue())
+
+
+@renderer("table")
+def show_table(shown: View, console: Console) -> None:
+    _show(shown, console, detailed=False)
+
+
+@renderer("detailed")
+def show_detailed(shown: View, console: Console) -> None:
+    _show(shown, console, detailed=True)
+
+
+def _show(shown: View, console: Console, detailed: bool) -> None:
+    for line in shown.summary:
+        console.print(line)
+    if shown.layout is not None:
+        shown.layout(console, detailed)
+        return
+    from rich.table import Table
+
+    table = Table(title=shown.title, title_justify="left")
+    for c in shown.columns:
+        table.add_column(c.replace("_", " "))
+    for r in shown.rows:
+        table.add_row(*("–" if r.get(c) is None else str(_joined(r[c])) for c in shown.columns))
+    console.print(table)
+
+
+def _joined(value: Any) -> Any:
+    """A list shows as one comma-separated cell in a table or CSV (JSON keeps the list)."""
+    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else value
+
+
+# -- cost reports ---------------------------------------------------------------------------
 
 
 def money(value: Decimal) -> str:
@@ -26,16 +163,11 @@ def hours(value: Decimal) -> str:
     return f"{value:,.1f}"
 
 
-def cost_report(report: CostReport, fmt: str, console: Console) -> None:
-    if fmt == "json":
-        console.file.write(json.dumps(report.to_dict(), indent=2) + "\n")
-    elif fmt == "csv":
-        console.file.write(cost_csv(report))
-    else:
-        console.print(cost_table(report, detailed=fmt == "detailed"))
-        if any(r.units is not None for r in report.rows):
-            console.print(unit_table(report))
-        _footnotes(report, console)
+def _cost_layout(report: CostReport, console: Console, detailed: bool) -> None:
+    console.print(cost_table(report, detailed=detailed))
+    if any(r.units is not None for r in report.rows):
+        console.print(unit_table(report))
+    _footnotes(report, console)
 
 
 def unit_table(report: CostReport) -> Any:
@@ -68,31 +200,6 @@ def unit_table(report: CostReport) -> Any:
             num(c["cost_per_gpu_hour"], ",.2f"),
         )
     return table
-
-
-def cost_csv(report: CostReport) -> str:
-    buf = io.StringIO()
-    fields = [
-        "start",
-        "end",
-        *report.by,
-        "gpu_hours",
-        "gpu_cost",
-        "cpu_cost",
-        "ram_cost",
-        "idle_cost",
-        "total_cost",
-        "gpu_efficiency",
-        "efficiency_signal",
-        "waste_cost",
-    ]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in report.rows:
-        flat: dict[str, Any] = {**row.to_dict(), **row.key}
-        flat.pop("key")
-        writer.writerow({k: flat.get(k) for k in fields})
-    return buf.getvalue()
 
 
 def cost_table(report: CostReport, detailed: bool = False) -> Any:
@@ -156,21 +263,8 @@ def cost_table(report: CostReport, detailed: bool = False) -> Any:
     return table
 
 
-def reconciled_report(report: ReconciledReport, fmt: str, console: Console) -> None:
+def _reconciled_layout(report: ReconciledReport, console: Console, detailed: bool) -> None:
     """`cost --reconciled`: list price next to the bill, per group; other billed spend."""
-    if fmt == "json":
-        console.file.write(json.dumps(report.to_dict(), indent=2) + "\n")
-        return
-    if fmt == "csv":
-        buf = io.StringIO()
-        fields = [*report.by, "list_cost", "billed_cost", "difference", "unbilled_cost"]
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for row in report.rows:
-            flat = row.to_dict()
-            writer.writerow({**flat.pop("key"), **flat})
-        console.file.write(buf.getvalue())
-        return
     from rich.table import Table
 
     w = report.window

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from aifinops.core.model import ATTRIBUTED_DIMENSIONS, SHARED, UNALLOCATED, SharedNamespacePolicy
+from aifinops.core.model import ATTRIBUTED_DIMENSIONS, SHARED, UNALLOCATED
 
 
 def _keys(*names: str) -> tuple[str, ...]:
@@ -42,7 +42,6 @@ class AttributionRules:
     )
     namespace_teams: Mapping[str, str] = field(default_factory=dict)
     shared_namespaces: tuple[str, ...] = DEFAULT_SHARED_NAMESPACES
-    shared_policy: SharedNamespacePolicy = SharedNamespacePolicy.KEEP
 
     def keys_for(self, dimension: str) -> tuple[str, ...]:
         return tuple(self.label_keys.get(dimension, (dimension,)))

@@ -45,3 +45,11 @@ def parse_money(value: str | int | float | Decimal, *, what: str = "price") -> D
     if not result.is_finite() or result < 0:
         raise ValueError(f"{what} must be a finite, non-negative number, got {value!r}")
     return result
+
+
+def window_share(start_ms: int, end_ms: int, win_start_ms: int, win_end_ms: int) -> Decimal:
+    """The exact share of [start, end) that falls in the window [win_start, win_end): how
+    an amount spread evenly over a period (an allocation, a bill line) is prorated."""
+    span = max(end_ms - start_ms, 1)
+    inside = min(end_ms, win_end_ms) - max(start_ms, win_start_ms)
+    return Decimal(max(inside, 0)) / Decimal(span)

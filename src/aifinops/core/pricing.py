@@ -1,11 +1,18 @@
 """Node prices: which price applies to a node, and how it splits into GPU, CPU and RAM.
 
-Order of trust (DESIGN §2.1, bill reconciliation comes later):
-  1. a user override for the instance type,
-  2. a user override for the GPU model (per GPU-hour),
-  3. the catalog offer for the instance type (region and capacity type where known),
-  4. nothing: the node is unpriced and its cost goes to `__unpriced__`; never a default.
-A host known only by its GPUs costs its GPUs (no CPU or RAM part).
+Order of trust in `resolve_node_price`, most specific first (DESIGN §2.1, decision 0007):
+  1. a price for this very node, by name, provider ID or label (config, OpenCost's custom
+     pricing CSV, or the bill for a node reconciliation found without a list price), a
+     region-specific rule before a region-less one;
+  2. an on-prem model for the node, unless an instance-type override is given;
+  3. a user override for the instance type;
+  4. a per-GPU price of a node rule, else a user override for the GPU model (per GPU-hour);
+  5. the catalog offer for the instance type (fresh price-API offers, then the bundled
+     catalog; region and capacity type where known), less a matching discount;
+  6. nothing: the node is unpriced and its cost goes to `__unpriced__`; never a default.
+The bill itself sits above all of these: reconciliation (DESIGN §2.9) scales the allocation
+to each node's billed EffectiveCost. A host known only by its GPUs costs its GPUs (no CPU or
+RAM part).
 """
 
 from __future__ import annotations
@@ -261,10 +268,6 @@ class NodePrice:
     ram_hourly: Decimal = ZERO
     reason: str = ""
 
-    @property
-    def node_hourly(self) -> Decimal:
-        return self.cpu_hourly + self.ram_hourly
-
 
 class Catalog:
     """Offers indexed by instance type; lookups prefer the node's provider and region."""
@@ -341,8 +344,8 @@ def resolve_node_price(
     """The price of one node, with its source, or an unpriced result with the reason.
 
     Trust, highest first: a rule for this very node (name, provider ID, label; OpenCost's
-    custom pricing), an instance-type override, a GPU-model override (or a GPU rule), the
-    catalog less any discount; else unpriced."""
+    custom pricing; the bill), an on-prem model, an instance-type override, a GPU-model
+    override (or a GPU rule), the catalog less any discount; else unpriced."""
     cores = node.cpu_cores or ZERO
     mem = node.memory_gib or ZERO
     rules = sorted(overrides.node_rules, key=lambda r: r.region is None)  # regional first

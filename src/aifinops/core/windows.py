@@ -1,10 +1,11 @@
-"""Half-open UTC windows [start, end) and the steps they are cut into."""
+"""Half-open UTC windows [start, end), the steps they are cut into, and the one time parser."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from aifinops.errors import UsageError
 
@@ -27,20 +28,48 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     return timedelta(seconds=amount * _UNIT_SECONDS[unit])
 
 
-def parse_instant(text: str, *, what: str = "time") -> datetime:
-    """ISO 8601 date or date-time; naive values are UTC."""
+ISO = "iso"  # in `parse_time(formats=...)`: ISO 8601, `Z` for UTC
+
+
+def parse_time(
+    text: str, *, tz: tzinfo = UTC, formats: Sequence[str] = (ISO,), epoch: bool = False
+) -> datetime:
+    """The one time parser, for flags and input files alike. The text (stripped) is read as
+    seconds since the epoch when `epoch` is set and it is a number, else by the first of
+    `formats` that reads it: `ISO` for ISO 8601, or a `strptime` format for a tool's own
+    (nvidia-smi's `2026/11/23 10:36:00.123`). A time without a zone is in `tz`. Returns an
+    aware UTC datetime; raises ValueError for text that is not a time (callers say where)."""
     raw = text.strip()
+    if epoch:
+        try:
+            return datetime.fromtimestamp(float(raw), tz=UTC)
+        except (ValueError, OverflowError, OSError):
+            pass  # not a number (or out of range): try the formats
+    for fmt in formats:
+        try:
+            if fmt == ISO:
+                value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            else:
+                value = datetime.strptime(raw, fmt)
+        except ValueError:
+            continue
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=tz)
+        return value.astimezone(UTC)
+    raise ValueError(f"cannot read time {raw!r}")
+
+
+def parse_instant(text: str, *, what: str = "time") -> datetime:
+    """A time given on a command line or in a request: ISO 8601 date or date-time; naive
+    values are UTC. Raises UsageError naming the flag on bad input."""
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_time(text)
     except ValueError as exc:
         raise UsageError(
             f"cannot read {text!r} as a time",
             where=what,
             hint="use ISO 8601, e.g. 2026-11-16 or 2026-11-16T08:00:00Z",
         ) from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def iso_ms(text: str | None) -> int | None:
@@ -48,10 +77,7 @@ def iso_ms(text: str | None) -> int | None:
     Raises ValueError for text that is not a time (callers name the file and line)."""
     if not text:
         return None
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return round(value.timestamp() * 1000)
+    return to_ms(parse_time(text))
 
 
 def to_ms(value: datetime) -> int:

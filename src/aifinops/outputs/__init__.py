@@ -1,0 +1,1 @@
+"""Outputs: exports, and later notifiers, metrics and reports; they never read the store."""

@@ -1,48 +1,73 @@
-"""The sources aifinops reads, by name: what each needs and how `collect` runs it.
-
-Every source is one module (DESIGN §6) behind the same small interface, which the service
-drives: given its settings and the time, read what is new and hand the facts to the store.
-Three ways of running:
-- `instant`: scrape now (a `/metrics` page): each run is one sample at the time of the run;
-- `range`: pull a window, from the source's checkpoint (or `backfill` before now) up to
-  now: after a restart the window starts where the last good run ended, so nothing is
-  missed and nothing is read twice;
-- `snapshot`: read the whole current state (inventory, accounting, allocations), which
-  replaces what the same source said before.
-"""
+"""Every source kind, by name. The kinds register themselves (`base.register`) when their
+module is imported; this module imports them only when asked, so that a command that reads
+no source does not pay for them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from typing import Any
+
+from pydantic import ValidationError
+
+from aifinops.sources.base import REGISTRY, Source, SourceConfig, needs
+
+# the modules that hold the built-in kinds (each registers its own)
+MODULES = (
+    "aifinops.sources.telemetry.kinds",
+    "aifinops.sources.telemetry.prometheus_pull",
+    "aifinops.sources.inventory.kinds",
+    "aifinops.sources.serving.kinds",
+)
 
 
-@dataclass(frozen=True)
-class SourceKind:
-    name: str
-    module: str
-    mode: str  # instant | range | snapshot
-    needs: tuple[str, ...]  # settings a configured source must give
-    description: str
-    default_interval: str
+def kinds() -> dict[str, type[Source]]:
+    """Every registered kind, by name."""
+    for module in MODULES:
+        importlib.import_module(module)
+    return REGISTRY
 
 
-KINDS: dict[str, SourceKind] = {
-    k.name: k
-    for k in (
-        SourceKind("dcgm", "aifinops.sources.dcgm", "instant", ("url",),
-                   "NVIDIA dcgm-exporter /metrics: GPU usage, pods, MIG, energy", "30s"),
-        SourceKind("prometheus", "aifinops.sources.prometheus", "range", ("url",),
-                   "Prometheus/Thanos/Mimir API: dcgm-exporter and kube-state-metrics series",
-                   "5m"),
-        SourceKind("kubernetes", "aifinops.sources.kube_api", "snapshot", (),
-                   "Kubernetes API: nodes, pods, namespaces", "10m"),
-        SourceKind("inference", "aifinops.sources.inference", "instant", ("url",),
-                   "vLLM, SGLang, TGI, Triton or KServe /metrics: requests and tokens", "1m"),
-        SourceKind("opencost", "aifinops.sources.opencost", "snapshot", ("url",),
-                   "OpenCost /allocation/compute", "1h"),
-        SourceKind("slurm", "aifinops.sources.slurm", "snapshot", ("path",),
-                   "sacct --json or --parsable2 output written to a file", "15m"),
-        SourceKind("nvidia-smi", "aifinops.sources.nvidia_smi", "snapshot", ("path",),
-                   "a directory of nvidia-smi logs (with an owners file)", "15m"),
-    )
-}  # fmt: skip
+def kind(name: str) -> type[Source]:
+    found = kinds().get(name)
+    if found is None:
+        raise KeyError(name)
+    return found
+
+
+def parse_configs(items: list[Any]) -> list[SourceConfig]:
+    """Configured sources (dicts from the config file), each validated by the config model
+    of the kind its `kind:` names (the union of the kinds' configs, chosen by `kind`)."""
+    found = kinds()
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError(f"a source is a mapping with a name and a kind, not {item!r}")
+        name, kind = item.get("name", ""), item.get("kind")
+        if kind not in found:
+            raise ValueError(f"unknown kind {kind!r}; known: {', '.join(found)}")
+        config = found[kind].config
+        missing = [k for k in needs(config) if item.get(k) in (None, "")]
+        if missing:
+            raise ValueError(f"source {name!r} ({kind}) needs {', '.join(missing)}")
+        try:
+            out.append(config.model_validate(item))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            raise ValueError(f"source {name!r} ({kind}): {problems}") from None
+    return out
+
+
+def describe() -> list[dict[str, Any]]:
+    """What `aifinops sources list` shows of each kind."""
+    return [
+        {
+            "kind": k.kind,
+            "mode": k.mode,
+            "needs": needs(k.config),
+            "default_interval": k.default_interval,
+            "description": k.description,
+        }
+        for k in kinds().values()
+    ]

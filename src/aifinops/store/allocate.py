@@ -310,11 +310,6 @@ def _sums(rows: ir.Table, names: tuple[str, ...] = SUMMED) -> dict[str, ir.Value
     return {name: rows[name].sum() for name in names}
 
 
-def _scalar(store: Store, expr: ir.Table) -> Decimal:
-    value = store.con.to_pyarrow(expr).column(0)[0].as_py()
-    return Decimal(value) if value is not None else Decimal(0)
-
-
 def _cpu_ram_rows(store: Store, temps: _Temps, pres: ir.Table, query: AllocationQuery) -> ir.Table:
     s, e, step_ms = query.start_ms, query.end_ms, query.step_ms
     zero = ibis.literal(Decimal(0), type=UNITS)

@@ -124,6 +124,19 @@ class Store:
             duck.unregister(view)
         return data.num_rows
 
+    def delete_keys(self, table: str, data: pa.Table, keys: Sequence[str]) -> None:
+        """Delete the rows of `table` whose `keys` equal those of a row of `data`."""
+        if data.num_rows == 0:
+            return
+        view = f"_keys_{table}"
+        duck = self.con.con
+        duck.register(view, data.select(list(keys)))
+        try:
+            match = " AND ".join(f't."{k}" = k."{k}"' for k in keys)
+            duck.execute(f'DELETE FROM "{table}" t USING "{view}" k WHERE {match}').fetchall()
+        finally:
+            duck.unregister(view)
+
     # -- GPU samples --------------------------------------------------------------------
     def write_usage(self, data: pa.Table) -> int:
         """Append `gpu_usage` rows and their per-node roll-up (`node_presence`)."""

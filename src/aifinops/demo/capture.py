@@ -6,7 +6,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from aifinops.sources.owners import Owner
+from aifinops.sources.inventory.owners import Owner
 
 CAPTURE_HOST = "h100-lab-01"
 

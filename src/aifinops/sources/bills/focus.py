@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from aifinops.sources import bills
-from aifinops.sources.bills import COST_LINES, BillRead, Header, json_tags, money, ms
+from aifinops.sources.bills import engine as bills
+from aifinops.sources.bills.engine import COST_LINES, BillRead, Header, json_tags, money, ms
 
 __all__ = ["COST_LINES", "FORMAT", "BillRead", "read_focus"]
 

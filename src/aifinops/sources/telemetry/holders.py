@@ -8,7 +8,7 @@ For every device sample of an nvidia-smi log:
      sample within three quarters of an interval, at most one snapshot per sample;
   3. request shares split the sample evenly among its holders; usage shares split it by
      each holder's pmon SM % at that time (evenly when any holder's SM % is unknown or all
-     are zero); a sample with no holder becomes one idle row;
+     are zero), both by `core.shares`; a sample with no holder becomes one idle row;
   4. busy time: a sole holder gets duration x device utilisation; several holders get
      duration x their own SM % (or an even part of the device's busy time); idle rows keep
      the device's busy time;
@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from aifinops.core.shares import split_by_use, split_even
 from aifinops.sources.facts import MICRO, usage_table
-from aifinops.sources.nvidia_smi import ParsedLog
-from aifinops.sources.owners import Owner
+from aifinops.sources.inventory.owners import Owner
+from aifinops.sources.telemetry.nvidia_smi import ParsedLog
 
 SIGNALS = {"query-gpu": "utilization.gpu (nvidia-smi)", "dmon": "dmon sm (nvidia-smi)"}
 
@@ -162,25 +163,19 @@ def _one_gpu(
         held = n > 0
         pid[held] = flat_pids[offsets[snap_of_sample[row_sample[held]]] + rank[held]]
 
-    total = dur[row_sample] * MICRO
-    last = rank == np.maximum(n, 1) - 1
-    base = total // np.maximum(n, 1)
-    held_req = np.where(last, total - base * (np.maximum(n, 1) - 1), base)
-
     sm = _pmon_sm(gpu, ts[row_sample], pid, log, median)
     known = ~np.isnan(sm)
-    sample_all_known = np.ones(len(ts), dtype=bool)
-    np.logical_and.at(sample_all_known, row_sample, known | (n == 0))
-    sm_sum = np.zeros(len(ts))
-    np.add.at(sm_sum, row_sample, np.nan_to_num(sm))
-    by_use = sample_all_known[row_sample] & (sm_sum[row_sample] > 0) & (n > 1)
-    share = np.where(
-        by_use, np.nan_to_num(sm) / np.where(sm_sum[row_sample] > 0, sm_sum[row_sample], 1), 0.0
-    )
-    use_base = np.floor(total * share).astype(np.int64)
-    use_sum = np.zeros(len(ts), dtype=np.int64)
-    np.add.at(use_sum, row_sample, np.where(last, 0, use_base))
-    held_use = np.where(by_use, np.where(last, total - use_sum[row_sample], use_base), held_req)
+    # a sole holder (or an idle row) keeps its sample whole; a shared sample is split
+    # by the one rule in core.shares: evenly for requests, by pmon SM % for usage
+    held_req = dur[row_sample] * MICRO
+    held_use = held_req.copy()
+    for sample in np.flatnonzero(holders_per_sample > 1):
+        a, k = int(first_row[sample]), int(holders_per_sample[sample])
+        total = int(dur[sample]) * MICRO
+        held_req[a : a + k] = split_even(total, k)
+        held_use[a : a + k] = split_by_use(
+            total, [float(x) if x >= 0 else None for x in sm[a : a + k]]
+        )
 
     dev_busy = dur[row_sample] * util[row_sample] * MICRO
     used = np.where(

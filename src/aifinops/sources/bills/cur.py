@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aifinops.sources import bills
-from aifinops.sources.bills import Header, case, column_tags, literal, money, ms
+from aifinops.sources.bills import engine as bills
+from aifinops.sources.bills.engine import Header, case, column_tags, literal, money, ms
 
 CHARGE_CATEGORY = {
     "Usage": "Usage",

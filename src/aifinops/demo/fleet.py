@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from aifinops.core.shares import split_by_use, split_even
 from aifinops.sources.facts import MICRO, usage_table
 
 MINUTE_MS = 60_000
@@ -161,24 +162,20 @@ def _gpu_rows(
         holder[p.slot, a:b] = i
         util[p.slot, a:b] = _profile(p.profile, minutes[a:b], rng)
     total = MINUTE_MS * MICRO
-    base = total // slots
-    req = np.full((slots, n), base, dtype=np.int64)
-    req[slots - 1] += total - base * slots
+    # every minute the same: each slot's request share (core.shares, as for real samples)
+    req = np.repeat(np.array([split_even(total, slots)], dtype=np.int64).T, n, axis=1)
     held = holder >= 0
     if node.mode == "timeslice":
         util = util / slots  # a replica's busy share of the whole device
-        any_held = held.any(axis=0)
-        weight = np.where(held, util, 0.0)
-        wsum = weight.sum(axis=0)
-        nheld = held.sum(axis=0)
-        share = np.where(
-            wsum > 0,
-            weight / np.where(wsum > 0, wsum, 1),
-            np.where(held, 1.0 / np.maximum(nheld, 1), 0.0),
-        )
-        use = np.where(any_held, np.floor(total * share).astype(np.int64), req)
-        receiver = np.where(any_held, np.argmax(held, axis=0), 0)
-        use[receiver, np.arange(n)] += total - use.sum(axis=0)
+        # usage shares: a minute's time among the pods holding it, by their utilisation;
+        # a minute no pod holds keeps the request split (its rows are idle)
+        use = req.copy()
+        minutes_held = np.flatnonzero(held.any(axis=0))
+        use[:, minutes_held] = 0
+        held_t, util_t = held.T.tolist(), util.T.tolist()
+        for m in minutes_held.tolist():
+            rows = [s for s in range(slots) if held_t[m][s]]
+            use[rows, m] = split_by_use(total, [util_t[m][s] for s in rows])
         used = np.round(util * MINUTE_MS * MICRO).astype(np.int64)
     else:
         use = req

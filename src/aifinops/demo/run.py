@@ -9,9 +9,9 @@ from pathlib import Path
 from aifinops.config import load_settings
 from aifinops.core.model import CostReport
 from aifinops.core.windows import Window, from_ms
+from aifinops.demo.capture import CAPTURE_HOST, h100_capture_dir, owners_from_events
+from aifinops.demo.fleet import demo_fleet
 from aifinops.service import IngestResult, Progress, Service
-from aifinops.sources.capture import CAPTURE_HOST, h100_capture_dir, owners_from_events
-from aifinops.sources.synthetic import demo_fleet
 
 DEMO_CONFIG = """\
 # Written by `aifinops demo`. On-prem H100s have no cloud price: price them per GPU-hour.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aifinops.sources import bills
-from aifinops.sources.bills import Header, column_tags, money, ms
+from aifinops.sources.bills import engine as bills
+from aifinops.sources.bills.engine import Header, column_tags, money, ms
 
 
 def _recognise(header: Header) -> bool:

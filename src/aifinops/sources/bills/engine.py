@@ -251,7 +251,7 @@ def header_of(path: Path, con: Any = None) -> Header:
 
 def formats() -> dict[str, BillFormat]:
     """Every bill format, by name (the modules register themselves on import)."""
-    from aifinops.sources import azure, cur, focus, oci  # noqa: F401
+    from aifinops.sources.bills import azure, cur, focus, oci  # noqa: F401
 
     return FORMATS
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
+from aifinops.core.windows import parse_time, to_ms
 from aifinops.errors import InputError
 
 REQUIRED = ("pid", "workload")
@@ -99,17 +99,10 @@ def _time(text: str, where: str) -> int | None:
     if not text:
         return None
     try:
-        return round(float(text) * 1000)
-    except ValueError:
-        pass
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return to_ms(parse_time(text, epoch=True))
     except ValueError as exc:
         raise InputError(
             f"cannot read time {text!r}",
             where=where,
             hint="use ISO 8601 (2026-11-23T10:36:31Z) or epoch seconds",
         ) from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return round(value.timestamp() * 1000)

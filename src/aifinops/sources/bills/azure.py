@@ -19,8 +19,8 @@ from collections import Counter
 from typing import Any
 
 from aifinops.errors import InputError, UsageError
-from aifinops.sources import bills
-from aifinops.sources.bills import DAY_MS, Header, case, json_tags, literal, money, ms
+from aifinops.sources.bills import engine as bills
+from aifinops.sources.bills.engine import DAY_MS, Header, case, json_tags, literal, money, ms
 
 DATES = ("%m/%d/%Y", "%Y-%m-%d", "%m/%d/%y", "%d.%m.%Y")
 CHARGE_CATEGORY = {

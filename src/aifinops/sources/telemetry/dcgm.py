@@ -10,7 +10,7 @@ A scrape is one instant. Every `DCGM_FI_*` series is read; the ones the cost mod
 Devices are keyed by `Hostname` (or the newer `hostname`) and `UUID` (or `gpu`); MIG
 instances by `GPU_I_ID`, weighted by the compute slices of `GPU_I_PROFILE` (`3g.40gb` = 3/7).
 A GPU series repeated for several pods is a shared (time-sliced) GPU: its time is split
-evenly among them.
+evenly among them (`core.shares`, like every other split of a GPU's time).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from aifinops.core.shares import split_even, split_exact
 from aifinops.sources.exposition import Exposition, finite, parse
 from aifinops.sources.facts import MICRO, SampleFacts, UsageRows
 
@@ -191,11 +192,11 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> S
             if mig:
                 n["mig"] = True
                 parts = mig
-            left = total
-            for inst in parts:
-                weight = mig_weight(inst.profile, dev.model) if inst.mig_id else _ONE
-                share = total * weight.numerator // weight.denominator
-                left -= share
+            weights = [mig_weight(i.profile, dev.model) if i.mig_id else _ONE for i in parts]
+            # MIG capacity not carved into any instance is idle: it takes the last part
+            uncarved = max(_ONE - sum(weights), Fraction(0))
+            *shares, left = split_exact(total, [*weights, uncarved])
+            for inst, weight, share in zip(parts, weights, shares, strict=True):
                 gpu_id = dev.uuid if inst.mig_id is None else f"{dev.uuid}/{inst.mig_id}"
                 signal, busy = usage_signal(inst, dev)
                 if signal is None:
@@ -207,9 +208,7 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> S
                 if not holders:
                     usage.add(scrape.ts_ms, dev.host, gpu_id, None, share, 0)
                     continue
-                each = share // len(holders)
-                for k, (ns, pod) in enumerate(holders):
-                    part = each if k < len(holders) - 1 else share - each * (len(holders) - 1)
+                for (ns, pod), part in zip(holders, split_even(share, len(holders)), strict=True):
                     wid = f"{ns}/{pod}"
                     busy_u = round(
                         total
@@ -239,7 +238,7 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> S
                     )
                     w["start_ms"] = min(w["start_ms"], scrape.ts_ms)
                     w["end_ms"] = max(w["end_ms"], scrape.ts_ms + interval_ms)
-            if left > 0:  # MIG capacity not carved into any instance is idle
+            if left > 0:
                 usage.add(scrape.ts_ms, dev.host, dev.uuid, None, left, 0)
             if ENERGY in dev.values or POWER in dev.values:
                 energy.append(

@@ -27,10 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aifinops.core.shares import split_by_use, split_even
 from aifinops.errors import InputError
 from aifinops.sources.facts import MICRO, SampleFacts, UsageRows
 
-GPM_SM = "NVML_GPM_METRIC_SM_UTIL"
+# the usage signals, under the names stored as a node's `util_signal`; the GPM one is also
+# the metric's NVML name and its key in a record's `gpm`
 SIGNAL_GPM = "NVML_GPM_METRIC_SM_UTIL"
 SIGNAL_UTIL = "nvmlDeviceGetUtilizationRates.gpu"
 
@@ -102,7 +104,7 @@ class NvmlSampler:  # pragma: no cover - needs an NVIDIA GPU and driver
     """Live samples through nvidia-ml-py."""
 
     GPM_METRICS = (
-        "NVML_GPM_METRIC_SM_UTIL",
+        SIGNAL_GPM,
         "NVML_GPM_METRIC_SM_OCCUPANCY",
         "NVML_GPM_METRIC_ANY_TENSOR_UTIL",
         "NVML_GPM_METRIC_DRAM_BW_UTIL",
@@ -441,7 +443,7 @@ def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> Sampl
             host, {"node_id": host, "gpus": {}, "signal": None, "source": source, "labels": {}}
         )
         n["gpus"][r["uuid"]] = r.get("name")
-        gpm_sm = (r.get("gpm") or {}).get(GPM_SM)
+        gpm_sm = (r.get("gpm") or {}).get(SIGNAL_GPM)
         if _finite(gpm_sm):
             busy, n["signal"] = float(gpm_sm) / 100, SIGNAL_GPM
         elif _finite(r.get("util")):
@@ -454,7 +456,7 @@ def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> Sampl
         owners: dict[str, dict[str, Any]] = {}
         for p in r.get("procs") or []:
             o = owners.setdefault(p["workload_id"], {**p, "sm_sum": 0.0, "sm_known": True})
-            if _finite(p.get("sm")):
+            if _finite(p.get("sm")) and p["sm"] >= 0:
                 o["sm_sum"] += float(p["sm"])
             else:
                 o["sm_known"] = False
@@ -463,15 +465,10 @@ def segment_facts(records: list[dict[str, Any]], source: str = "agent") -> Sampl
         else:
             ids = sorted(owners)
             k = len(ids)
-            even = [total // k] * k
-            even[-1] += total - sum(even)
-            sm_total = sum(owners[w]["sm_sum"] for w in ids)
-            by_use = all(owners[w]["sm_known"] for w in ids) and sm_total > 0 and k > 1
-            if by_use:
-                shares = [int(total * owners[w]["sm_sum"] / sm_total) for w in ids]
-                shares[-1] += total - sum(shares)
-            else:
-                shares = even
+            even = split_even(total, k)
+            shares = split_by_use(
+                total, [owners[w]["sm_sum"] if owners[w]["sm_known"] else None for w in ids]
+            )
             for i, w in enumerate(ids):
                 o = owners[w]
                 mine = (

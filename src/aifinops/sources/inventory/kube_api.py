@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aifinops.errors import InputError
-from aifinops.sources.kubernetes import KubeObjects, objects_from
+from aifinops.sources.inventory.kubernetes import KubeObjects, objects_from
 
 KINDS = ("Node", "Pod", "Namespace")
 PAGE = 500

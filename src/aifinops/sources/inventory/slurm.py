@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from aifinops.core.windows import parse_time, to_ms
 from aifinops.errors import InputError
 from aifinops.sources.inputs import load_json
 
@@ -267,12 +267,9 @@ def _parse_time(text: str, tz: ZoneInfo) -> int | None:
     if text in ("", "Unknown", "None", "N/A"):
         return None
     try:
-        value = datetime.fromisoformat(text)
+        return to_ms(parse_time(text, tz=tz))
     except ValueError as error:
         raise ValueError(f"time {text!r} is not ISO 8601") from error
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
-    return int(value.astimezone(UTC).timestamp() * 1000)
 
 
 def _apply_tres(job: Job, tres: str) -> None:

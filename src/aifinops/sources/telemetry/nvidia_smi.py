@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from aifinops.core.windows import parse_time, to_ms
 from aifinops.errors import InputError
 
 KINDS = ("query-gpu", "compute-apps", "pmon", "dmon", "query-xml")
@@ -214,21 +214,19 @@ def _zone(tz: str) -> ZoneInfo:
         ) from exc
 
 
+# the `timestamp` column of --query-* CSV (local time of the host that ran nvidia-smi)
+_CSV_TIMES = (
+    "%Y/%m/%d %H:%M:%S.%f",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%a %b %d %H:%M:%S %Y",
+)
+_DT_TIME = ("%Y%m%d %H:%M:%S",)  # the Date and Time columns of pmon/dmon -o DT
+
+
 def _csv_time(text: str, zone: ZoneInfo) -> int:
-    raw = text.strip()
-    for fmt in (
-        "%Y/%m/%d %H:%M:%S.%f",
-        "%Y/%m/%d %H:%M:%S",
-        "%Y-%m-%d %H:%M:%S.%f",
-        "%Y-%m-%dT%H:%M:%S.%f",
-        "%a %b %d %H:%M:%S %Y",
-    ):
-        try:
-            value = datetime.strptime(raw, fmt).replace(tzinfo=zone)
-            return round(value.timestamp() * 1000)
-        except ValueError:
-            continue
-    raise ValueError(f"cannot read time {raw!r}")
+    return to_ms(parse_time(text, tz=zone, formats=_CSV_TIMES))
 
 
 def _read_csv(
@@ -359,8 +357,7 @@ def _read_table(path: Path, kind: str, warnings: list[str]) -> list[tuple[int, d
 
 
 def _dt_time(date: str, time: str, zone: ZoneInfo) -> int:
-    value = datetime.strptime(f"{date} {time}", "%Y%m%d %H:%M:%S").replace(tzinfo=zone)
-    return round(value.timestamp() * 1000)
+    return to_ms(parse_time(f"{date} {time}", tz=zone, formats=_DT_TIME))
 
 
 def _dash(value: str | None) -> float | None:

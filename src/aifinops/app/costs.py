@@ -1,0 +1,255 @@
+"""Costs: the window a question is about, the allocation run in the engine (or OpenCost's
+imported allocations, attributed by our rules), and unit costs per model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from aifinops.app.context import AppContext
+from aifinops.app.prices import Prices
+from aifinops.core.attribution import resolve_dimensions
+from aifinops.core.model import (
+    ALL_DIMENSIONS,
+    BUCKETS,
+    IDLE,
+    UNALLOCATED,
+    CostReport,
+    CostRow,
+    IdlePolicy,
+    SharedGpuPolicy,
+    UnitCounts,
+    UnpricedNode,
+    normalise_dimension,
+)
+from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms, window_share
+from aifinops.core.pricing import NodeRule
+from aifinops.core.windows import Window, align_up, from_ms, parse_duration
+from aifinops.errors import UsageError
+from aifinops.store import facts as stored
+from aifinops.store.allocate import AllocationQuery, allocate, price_table
+from aifinops.store.units import counter_increases
+
+SOURCES = ("telemetry", "opencost")
+
+
+@dataclass(frozen=True)
+class CostQuery:
+    """A `cost` question, as given (checked by `Costs.check`)."""
+
+    window: str | None = None
+    last: str | None = None
+    step: str | None = None
+    by: Sequence[str] = ("team",)
+    idle: IdlePolicy | str | None = None
+    shared_gpu: SharedGpuPolicy | str | None = None
+    team: str | None = None
+    unit: str | None = None
+    source: str = "telemetry"
+    node_buckets: bool = False
+    bill_rules: tuple[NodeRule, ...] = ()
+
+
+class Costs:
+    def __init__(self, ctx: AppContext, prices: Prices):
+        self.ctx, self.prices = ctx, prices
+
+    def data_extent(self) -> tuple[int, int] | None:
+        return stored.usage_extent(self.ctx.store)
+
+    def resolve_window(self, window: str | None, last: str | None) -> Window:
+        """The window asked for, or the 7 days up to the newest sample in the store."""
+        if window and last:
+            raise UsageError("give --window or --last, not both", where="--window/--last")
+        if window:
+            return Window.parse(window)
+        if last:
+            return Window.last(parse_duration(last, what="--last"), self.ctx.clock())
+        extent = self.data_extent()
+        if extent is None:
+            raise UsageError(
+                "the store holds no GPU samples yet",
+                where=self.ctx.settings.db,
+                hint="ingest some (aifinops ingest nvidia-smi DIR) or run `aifinops demo`",
+            )
+        end = align_up(from_ms(extent[1] + 1), timedelta(hours=1))
+        return Window(end - timedelta(days=7), end)
+
+    def cost(self, q: CostQuery) -> CostReport:
+        if q.source not in SOURCES:
+            raise UsageError(f"unknown cost source {q.source!r}", where="--source",
+                             hint=", ".join(SOURCES))  # fmt: skip
+        window = q.window
+        if q.source == "opencost" and not q.window and not q.last:
+            found = stored.allocations_extent(self.ctx.store, "opencost")
+            if found is None:
+                raise UsageError("no OpenCost allocations imported", where="--source opencost",
+                                 hint="aifinops ingest opencost FILE|URL")  # fmt: skip
+            window = f"{from_ms(found[0]).isoformat()},{from_ms(found[1]).isoformat()}"
+        win = self.resolve_window(window, q.last)
+        dims = self._dimensions(q)
+        alloc = self.ctx.settings.allocation
+        idle_p = IdlePolicy(q.idle or alloc.idle)
+        shared_p = SharedGpuPolicy(q.shared_gpu or alloc.shared_gpu)
+        step_ms = int(parse_duration(q.step or alloc.step, what="--step").total_seconds() * 1000)
+        if step_ms < 60_000:
+            raise UsageError("the step must be at least 1m", where="--step")
+        if q.source == "opencost":
+            if q.unit is not None or q.step is not None:
+                raise UsageError("--unit and --step need telemetry", where="--source opencost")
+            rows, asset, notes = self._from_allocations(win, dims, q.team)
+            rows.sort(key=lambda r: (any(r.is_bucket(b) for b in BUCKETS), -r.total_cost))
+            return CostReport(win, None, dims, idle_p, shared_p, asset, rows, [],
+                              self.ctx.settings.currency, notes)  # fmt: skip
+        return self._allocate(q, win, dims, idle_p, shared_p, step_ms)
+
+    def _dimensions(self, q: CostQuery) -> tuple[str, ...]:
+        dims = tuple(normalise_dimension(d) for d in q.by if d.strip())
+        if q.unit is not None:
+            if q.unit not in ("tokens", "requests"):
+                raise UsageError(f"unknown unit {q.unit!r}", where="--unit",
+                                 hint="tokens, requests")  # fmt: skip
+            if "model" not in dims:
+                raise UsageError("unit costs are per model", where="--unit", hint="add --by model")
+            if q.step is not None:
+                raise UsageError("unit costs are for the whole window", where="--unit/--step")
+        for d in dims:
+            if d not in ALL_DIMENSIONS:
+                raise UsageError(
+                    f"cannot group by {d!r}",
+                    where="--by",
+                    hint="choose from " + ", ".join(x.replace("_", "-") for x in ALL_DIMENSIONS),
+                )
+        if len(set(dims)) != len(dims):
+            raise UsageError("a dimension is named twice", where="--by")
+        return dims
+
+    def _allocate(
+        self,
+        q: CostQuery,
+        win: Window,
+        dims: tuple[str, ...],
+        idle_p: IdlePolicy,
+        shared_p: SharedGpuPolicy,
+        step_ms: int,
+    ) -> CostReport:
+        prices, nodes = self.prices.node_prices(q.bill_rules)
+        query = AllocationQuery(win.start_ms, win.end_ms, step_ms, dims, shared_p, idle_p,
+                                per_step=q.step is not None, team=q.team,
+                                node_buckets=q.node_buckets)  # fmt: skip
+        result = allocate(self.ctx.store, query, price_table(prices, nodes),
+                          self.ctx.settings.attribution.rules())  # fmt: skip
+        rows = [cost_row(r, dims, step_ms, win) for r in result.rows.to_pylist()]
+        rows = [r for r in rows if r.gpu_hours or r.total_cost or r.idle_cost]
+        if q.unit is not None:
+            rows = self._with_units(rows, win)
+        rows.sort(key=lambda r: (r.start or "", any(r.is_bucket(b) for b in BUCKETS),
+                                 -r.total_cost, tuple(r.key.values())))  # fmt: skip
+        by_node = {r["node_id"]: r for r in nodes.to_pylist()}
+        price_of = {p.node_id: p for p in prices}
+        unpriced = sorted(
+            (
+                UnpricedNode(
+                    node=u["node_id"],
+                    instance_type=by_node[u["node_id"]]["instance_type"],
+                    gpu_model=by_node[u["node_id"]]["gpu_model"],
+                    gpu_count=by_node[u["node_id"]]["gpu_count"] or 0,
+                    gpu_hours=hours_from_ms(u["gpu_ms"]),
+                    reason=price_of[u["node_id"]].reason,
+                )
+                for u in result.unpriced.to_pylist()
+                if u["node_id"] in by_node
+            ),
+            key=lambda u: u.node,
+        )
+        notes = list(self.prices.notes)
+        if q.team is not None:
+            notes.append(f"rows limited to team {q.team!r}; asset_cost covers the whole fleet")
+        return CostReport(win, q.step or None, dims, idle_p, shared_p,
+                          dollars_from_units(result.asset_units), rows, unpriced,
+                          self.ctx.settings.currency, notes)  # fmt: skip
+
+    def _with_units(self, rows: list[CostRow], win: Window) -> list[CostRow]:
+        counts: dict[str, dict[str, float]] = {}
+        for r in counter_increases(self.ctx.store, win.start_ms, win.end_ms).to_pylist():
+            counts.setdefault(r["model"], {})[r["metric"]] = float(r["increase"] or 0.0)
+        out = []
+        for row in rows:
+            model = row.key.get("model")
+            if model in counts and not any(row.is_bucket(b) for b in BUCKETS):
+                row = replace(row, units=UnitCounts(**counts[model]))
+            out.append(row)
+        return out
+
+    def _from_allocations(
+        self, win: Window, dims: tuple[str, ...], team: str | None
+    ) -> tuple[list[CostRow], Decimal, list[str]]:
+        """Rows from imported OpenCost allocations, prorated to the window's overlap and
+        attributed with the same rules as the engine's rows."""
+        rules = self.ctx.settings.attribution.rules()
+        found = stored.allocations_in(self.ctx.store, "opencost", win.start_ms, win.end_ms)
+        infra_of = {r["node_id"]: r for r in stored.nodes(self.ctx.store).to_pylist()}
+        groups: dict[tuple[str, ...], list[Decimal]] = {}
+        asset = other = Decimal(0)
+        for a in found:
+            share = window_share(a["start_ms"], a["end_ms"], win.start_ms, win.end_ms)
+            money = [Decimal(str(a[k] or 0)) * share
+                     for k in ("gpu_hours", "gpu_cost", "cpu_cost", "ram_cost")]  # fmt: skip
+            asset += money[1] + money[2] + money[3]
+            other += Decimal(str(a["other_cost"] or 0)) * share
+            name, ns = a["name"], a["namespace"]
+            if name.startswith("__idle__") or name.startswith("__unallocated__") or not ns:
+                if team is not None:
+                    continue
+                key = dict.fromkeys(dims, IDLE if name.startswith("__idle__") else UNALLOCATED)
+            else:
+                attributed = resolve_dimensions(rules, ns, dict(a["labels"] or {}),
+                                                dict(a["namespace_labels"] or {}))  # fmt: skip
+                if team is not None and attributed["team"] != team:
+                    continue
+                node = infra_of.get(a["node_id"]) or {}
+                infra: dict[str, Any] = {
+                    d: node.get(d) for d in ("gpu_model", "provider", "region", "instance_type")
+                }
+                infra |= {"namespace": ns, "workload": f"{ns}/{a['pod']}", "node": a["node_id"]}
+                key = {d: attributed.get(d) or infra.get(d) or UNALLOCATED for d in dims}
+            acc = groups.setdefault(tuple(key[d] for d in dims), [Decimal(0)] * 4)
+            for i, m in enumerate(money):
+                acc[i] += m
+        rows = [
+            CostRow(key=dict(zip(dims, k, strict=True)), gpu_hours=v[0], gpu_cost=v[1],
+                    cpu_cost=v[2], ram_cost=v[3], idle_cost=ZERO, waste_cost=ZERO,
+                    used_gpu_hours=ZERO)
+            for k, v in groups.items()
+        ]  # fmt: skip
+        notes = [f"from OpenCost allocations ({len(found)} in the window, prorated to it)"]
+        if other:
+            notes.append(
+                f"PV, network, load-balancer, shared and external costs ({other:.2f}) are not "
+                "in these rows"
+            )
+        return rows, asset, notes
+
+
+def cost_row(r: dict[str, Any], dims: tuple[str, ...], step_ms: int, win: Window) -> CostRow:
+    """One row of the engine's result as a cost row (money from cost units to dollars)."""
+    start = end = None
+    if "step" in r:
+        start = from_ms(r["step"]).isoformat().replace("+00:00", "Z")
+        end = from_ms(min(r["step"] + step_ms, win.end_ms)).isoformat().replace("+00:00", "Z")
+    return CostRow(
+        key={d: r[d] for d in dims},
+        gpu_hours=hours_from_ms(r["gpu_ms"]),
+        gpu_cost=dollars_from_units(r["gpu_units"]),
+        cpu_cost=dollars_from_units(r["cpu_units"]),
+        ram_cost=dollars_from_units(r["ram_units"]),
+        idle_cost=dollars_from_units(r["idle_units"]),
+        waste_cost=dollars_from_units(r["waste_units"]),
+        used_gpu_hours=hours_from_ms(r["used_ms"]),
+        efficiency_signals=tuple(sorted(s for s in (r.get("signals") or []) if s)),
+        start=start,
+        end=end,
+    )

@@ -1,0 +1,268 @@
+"""Prices: the catalog in force (fresh price-API answers first, then the bundled catalog),
+each node's price, catalog queries, what is unpriced, and energy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from aifinops.app.context import AppContext
+from aifinops.app.ingest import IngestResult
+from aifinops.core.pricing import (
+    Catalog,
+    CatalogOffer,
+    NodeFacts,
+    NodePrice,
+    NodeRule,
+    resolve_node_price,
+    same_gpu,
+)
+from aifinops.core.windows import Window, parse_duration
+from aifinops.sources.prices.catalog import bundled_offers, offers_from_json, offers_to_json
+from aifinops.store import facts as stored
+from aifinops.store import state
+from aifinops.store.units import energy_increases
+
+
+class Prices:
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+        self.notes: list[str] = []  # what the cost report should say about prices
+        self._catalog: Catalog | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        """Fresh price-API offers first (their regions are exact), then the bundled catalog.
+        Configured APIs whose cache has expired are asked again once; when they cannot be
+        reached the bundled catalog is used and `notes` says so."""
+        api = self.ctx.settings.prices.api
+        if self._catalog is not None and not self._expired():
+            return self._catalog
+        fresh: list[CatalogOffer] = []
+        if api.providers:
+            cached = self._cached_offers()
+            stale = [p for p in api.providers if p not in cached]
+            if stale:
+                self.refresh(stale)
+                cached = self._cached_offers()
+            for provider in api.providers:
+                fresh += cached.get(provider, [])
+        self._catalog = Catalog(fresh + bundled_offers())
+        return self._catalog
+
+    def _ttl_ms(self) -> int:
+        ttl = parse_duration(self.ctx.settings.prices.api.ttl, what="prices.api.ttl")
+        return int(ttl.total_seconds() * 1000)
+
+    def _expired(self) -> bool:
+        """Whether a configured API's cached answer has outlived its ttl since it was read."""
+        if not self.ctx.settings.prices.api.providers:
+            return False
+        return set(self.ctx.settings.prices.api.providers) - set(self._cached_offers()) != set()
+
+    def _cached_offers(self) -> dict[str, list[CatalogOffer]]:
+        now, ttl = self.ctx.now_ms(), self._ttl_ms()
+        return {
+            provider: offers_from_json(payload)
+            for provider, fetched, payload in state.cached_prices(self.ctx.store)
+            if now - fetched <= ttl
+        }
+
+    def refresh(self, providers: Sequence[str] | None = None) -> list[IngestResult]:
+        """Ask the configured price APIs again and cache what they say."""
+        from aifinops.sources.prices import price_apis
+
+        api = self.ctx.settings.prices.api
+        bundled = bundled_offers()
+        types = stored.instance_types(self.ctx.store)
+        results = []
+        for provider in list(providers or api.providers):
+            result = IngestResult(f"prices:{provider}", provider, "unchanged")
+            try:
+                if provider == "azure":
+                    sizes = sorted({t for p, t in types if p == "azure"})
+                    offers = price_apis.azure_offers(
+                        sizes, api.azure_region, base_url=api.azure_url, catalog=bundled
+                    )
+                elif provider == "gcp":
+                    offers = price_apis.gcp_offers(api.gcp_api_key, base_url=api.gcp_url)
+                else:
+                    offers = price_apis.aws_offers(
+                        _aws_pricing_client(), sorted({t for p, t in types if p == "aws"}),
+                        api.aws_region, bundled,
+                    )  # fmt: skip
+            except Exception as error:  # offline, refused, malformed: say so, keep going
+                as_of = max((o.as_of for o in bundled if o.provider == provider), default="")
+                note = (
+                    f"price API for {provider} unreachable ({error}); the bundled catalog "
+                    f"(prices as of {as_of or 'unknown'}) is used"
+                )
+                self.notes.append(note)
+                result.status, result.notes = "failed", [note]
+                results.append(result)
+                continue
+            state.cache_prices(self.ctx.store, provider, self.ctx.now_ms(), offers_to_json(offers))
+            result.status, result.rows = "loaded", len(offers)
+            results.append(result)
+        self._catalog = None
+        return results
+
+    def node_prices(
+        self, bill_rules: tuple[NodeRule, ...] = ()
+    ) -> tuple[list[NodePrice], pa.Table]:
+        """Every node's price; `bill_rules` (from reconciliation) come first."""
+        from aifinops.sources.prices.custom_pricing import read_custom_pricing
+
+        nodes = stored.nodes(self.ctx.store)
+        config = self.ctx.settings.prices
+        extra: tuple[NodeRule, ...] = bill_rules
+        if config.custom_pricing_csv:
+            rules, self.notes = read_custom_pricing(Path(config.custom_pricing_csv))
+            extra += tuple(rules)
+        watts = self.measured_watts() if config.on_prem else {}
+        overrides, rates, catalog = config.overrides(extra, watts), config.rates(), self.catalog
+        prices = [
+            resolve_node_price(node_facts(row), catalog, overrides, rates)
+            for row in nodes.to_pylist()
+        ]
+        return prices, nodes
+
+    def offers(
+        self,
+        *,
+        gpu: str | None = None,
+        instance_type: str | None = None,
+        provider: str | None = None,
+        region: str | None = None,
+        spot: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Catalog offers matching the filters, cheapest per GPU-hour first (spot prices
+        with `spot`; offers without one are left out then)."""
+        out = []
+        for o in self.catalog.offers:
+            if gpu and not same_gpu(o.gpu_model, gpu):
+                continue
+            if instance_type and o.instance_type.lower() != instance_type.lower():
+                continue
+            if provider and o.provider.lower() != provider.lower():
+                continue
+            if region and (o.region or "").lower() != region.lower():
+                continue
+            hourly = o.spot_hourly if spot else o.on_demand_hourly
+            if hourly is None:
+                continue
+            out.append(
+                {"provider": o.provider, "region": o.region,
+                 "instance_type": o.instance_type or None, "gpu_model": o.gpu_model,
+                 "gpu_count": o.gpu_count, "vcpus": _f(o.vcpus or None),
+                 "memory_gib": _f(o.memory_gib or None),
+                 "on_demand_hourly": float(o.on_demand_hourly), "spot_hourly": _f(o.spot_hourly),
+                 "commit_1y_hourly": _f(o.commit_1y_hourly),
+                 "commit_3y_hourly": _f(o.commit_3y_hourly),
+                 "per_gpu_hourly": float(hourly / max(o.gpu_count, 1)),
+                 "source": o.source, "as_of": o.as_of}
+            )  # fmt: skip
+        out.sort(key=lambda r: (r["per_gpu_hourly"], r["provider"], r["instance_type"] or ""))
+        return out
+
+    def missing(self) -> list[dict[str, Any]]:
+        """Nodes in the store that no price covers, grouped by what would price them."""
+        prices, nodes = self.node_prices()
+        facts_of = {r["node_id"]: r for r in nodes.to_pylist()}
+        groups: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+        for p in prices:
+            if p.priced:
+                continue
+            n = facts_of[p.node_id]
+            g = groups.setdefault(
+                (n["instance_type"], n["gpu_model"]),
+                {"instance_type": n["instance_type"], "gpu_model": n["gpu_model"], "nodes": [],
+                 "reason": p.reason},
+            )  # fmt: skip
+            g["nodes"].append(p.node_id)
+        for g in groups.values():
+            if g["instance_type"]:
+                g["config"] = (
+                    f'prices: {{instance_types: {{"{g["instance_type"]}": <USD per node-hour>}}}}'
+                )
+            elif g["gpu_model"]:
+                g["config"] = f'prices: {{gpu_models: {{"{g["gpu_model"]}": <USD per GPU-hour>}}}}'
+            else:
+                g["config"] = "ingest the node's Kubernetes object or name its GPU model"
+        return sorted(
+            groups.values(),
+            key=lambda g: (g["instance_type"] is None, g["instance_type"] or "",
+                           g["gpu_model"] or ""),
+        )  # fmt: skip
+
+    def measured_watts(self) -> dict[str, Decimal]:
+        """Average power per GPU of each node, from its energy counter (all readings)."""
+        per_node: dict[str, list[tuple[float, int]]] = {}
+        for r in energy_increases(self.ctx.store).to_pylist():
+            if r["span_ms"]:
+                per_node.setdefault(r["node_id"], []).append((r["energy_mj"], r["span_ms"]))
+        out = {}
+        for node, parts in per_node.items():
+            mj = sum(p[0] for p in parts)
+            ms = sum(p[1] for p in parts) / len(parts)  # per GPU: the average span
+            out[node] = Decimal(str(round(mj / ms / len(parts), 6))) if ms else Decimal(0)
+        return out
+
+    def energy(self, win: Window) -> list[dict[str, Any]]:
+        """Energy per node in the window, from the GPUs' energy counters, and its power cost
+        where an on-prem model prices the node's power ($/kWh x PUE)."""
+        facts_of = {r["node_id"]: r for r in stored.nodes(self.ctx.store).to_pylist()}
+        models = self.ctx.settings.prices.overrides().on_prem
+        rows: dict[str, dict[str, Any]] = {}
+        for r in energy_increases(self.ctx.store, win.start_ms, win.end_ms).to_pylist():
+            row = rows.setdefault(
+                r["node_id"],
+                {"node": r["node_id"], "gpus": 0, "energy_kwh": 0.0, "power_cost": None},
+            )
+            row["gpus"] += 1
+            row["energy_kwh"] += r["energy_mj"] / 3.6e9  # mJ -> kWh
+        for node, row in rows.items():
+            f = facts_of.get(node)
+            if f is None:
+                continue
+            fact = NodeFacts(node_id=node, gpu_model=f["gpu_model"], labels=dict(f["labels"] or {}))
+            model = next((m for m in models if m.applies(fact)), None)
+            if model is not None:
+                kwh = Decimal(str(row["energy_kwh"]))
+                row["power_cost"] = float(kwh * model.power_price_kwh * model.pue)
+        return sorted(rows.values(), key=lambda r: r["node"])
+
+
+def node_facts(row: dict[str, Any]) -> NodeFacts:
+    """A stored node row as the pricing rules see it."""
+    return NodeFacts(
+        node_id=row["node_id"],
+        instance_type=row["instance_type"],
+        gpu_model=row["gpu_model"],
+        gpu_count=row["gpu_count"] or 0,
+        cpu_cores=_dec(row["cpu_cores"]),
+        memory_gib=_dec(row["memory_gib"]),
+        provider=row["provider"],
+        region=row["region"],
+        capacity_type=row["capacity_type"],
+        labels=dict(row["labels"] or {}),
+        resource_id=row["resource_id"],
+    )
+
+
+def _aws_pricing_client() -> Any:  # pragma: no cover - needs AWS credentials
+    import boto3
+
+    return boto3.client("pricing", region_name="us-east-1")
+
+
+def _f(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _dec(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))

@@ -1,0 +1,1 @@
+"""Bills: FOCUS, AWS CUR, Azure and OCI cost exports -> FOCUS-shaped cost lines."""

@@ -1,0 +1,1 @@
+"""Inventory: Kubernetes (dumps and the API), Slurm accounting, process owners, OpenCost."""

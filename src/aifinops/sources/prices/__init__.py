@@ -1,0 +1,1 @@
+"""Prices: the bundled catalog, OpenCost custom pricing, cloud price APIs."""

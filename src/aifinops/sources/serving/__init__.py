@@ -1,0 +1,1 @@
+"""Serving counters: vLLM, SGLang, TGI, Triton, KServe."""

@@ -1,0 +1,1 @@
+"""GPU telemetry: nvidia-smi logs, dcgm-exporter, the NVML node agent, Prometheus."""

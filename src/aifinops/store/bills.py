@@ -1,0 +1,162 @@
+"""Queries on the stored bills (`cost_lines`): a delivery's restatements and repeats,
+summaries per currency, tag coverage, and the lines a window of the allocation meets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from aifinops.store.db import Store
+
+_PERIOD = "coalesce(billing_period_start_ms, charge_period_start_ms)"
+_SAME_PERIOD = (
+    "provider IS NOT DISTINCT FROM ? AND billing_account_id IS NOT DISTINCT FROM ? "
+    f"AND {_PERIOD} = ?"
+)
+DAY_MS = 86_400_000
+
+# group-by names of `bills summary` -> cost_lines columns (`day` is computed)
+SUMMARY_DIMENSIONS: dict[str, str | None] = {
+    "provider": "provider",
+    "service": "service_name",
+    "account": "billing_account_id",
+    "sub_account": "sub_account_id",
+    "currency": "billing_currency",
+    "day": None,
+    "category": "service_category",
+    "charge_category": "charge_category",
+    "resource": "resource_id",
+}
+
+
+@dataclass(frozen=True)
+class Restatement:
+    provider: str | None
+    account: str | None
+    period_start_ms: int | None
+    billed_before: Decimal
+    billed_after: Decimal
+    currencies: str
+
+
+def repeats_in_stage(store: Store, stage: str) -> dict[str, tuple[int, int]]:
+    """Per source file of a staged delivery: lines repeated within the file, and lines that
+    an earlier file (by name) of the delivery already has."""
+    return {
+        source: (int(within), int(across))
+        for source, within, across in store.raw(
+            "SELECT source, count(*) FILTER (WHERE first = source), "
+            "count(*) FILTER (WHERE first <> source) FROM (SELECT source, "
+            "row_number() OVER w AS n, first_value(source) OVER w AS first "
+            f'FROM "{stage}" WINDOW w AS (PARTITION BY line_hash ORDER BY source)) '
+            "WHERE n > 1 GROUP BY source"
+        )
+    }
+
+
+def store_delivery(store: Store, stage: str) -> list[Restatement]:
+    """Write a staged delivery: each billing period (provider, account, period) it carries
+    replaces what was stored for it; a line repeated in the delivery is kept once, from the
+    first file (by name) that has it. Call inside a transaction."""
+    done = []
+    periods = store.raw(
+        f'SELECT DISTINCT provider, billing_account_id, {_PERIOD} FROM "{stage}" ORDER BY 1, 2, 3'
+    )
+    for provider, account, start in periods:
+        params = [provider, account, start]
+        count, billed, currencies = store.raw(
+            "SELECT count(*), sum(billed_cost), string_agg(DISTINCT billing_currency, '/') "
+            f"FROM cost_lines WHERE {_SAME_PERIOD}",
+            params,
+        )[0]
+        if not count:
+            continue
+        after = store.raw(f'SELECT sum(billed_cost) FROM "{stage}" WHERE {_SAME_PERIOD}', params)
+        store.raw(f"DELETE FROM cost_lines WHERE {_SAME_PERIOD}", params)
+        done.append(Restatement(provider, account, start, billed, after[0][0], currencies))
+    store.raw(
+        f'INSERT INTO cost_lines SELECT * FROM "{stage}" '
+        "QUALIFY row_number() OVER (PARTITION BY line_hash ORDER BY source) = 1"
+    )
+    return done
+
+
+def summary(
+    store: Store, by: Sequence[str], window: tuple[int, int] | None
+) -> list[dict[str, Any]]:
+    """Billed, effective and list cost summed per group of `by` and per currency (Ibis)."""
+    t = store.table("cost_lines")
+    if window is not None:
+        t = t.filter(
+            (t.charge_period_start_ms >= window[0]) & (t.charge_period_start_ms < window[1])
+        )
+    keys = {}
+    for d in by:
+        column = SUMMARY_DIMENSIONS[d]
+        if column is None:
+            keys[d] = (t.charge_period_start_ms // DAY_MS * DAY_MS).cast("int64")
+        else:
+            keys[d] = t[column]
+    keys.setdefault("currency", t.billing_currency)
+    grouped = t.group_by([v.name(k) for k, v in keys.items()]).aggregate(
+        billed_cost=t.billed_cost.sum(),
+        effective_cost=t.effective_cost.sum(),
+        list_cost=t.list_cost.sum(),
+    )
+    return store.con.to_pyarrow(grouped.order_by(list(keys))).to_pylist()
+
+
+def tag_coverage(
+    store: Store, tags: Sequence[str], window: tuple[int, int] | None, top: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Per currency: billed cost, the part whose lines carry every tag, and each tag's part;
+    and the `top` resources with the most billed cost missing a tag."""
+    where, params = "", []
+    if window is not None:
+        where = "WHERE charge_period_start_ms >= ? AND charge_period_start_ms < ?"
+        params = list(window)
+
+    def has(tag: str) -> str:
+        return f"coalesce(tags['{tag.replace(chr(39), chr(39) * 2)}'], '') <> ''"
+
+    every = " AND ".join(has(t) for t in tags) or "TRUE"
+    per_tag = "".join(f", sum(CASE WHEN {has(t)} THEN billed_cost ELSE 0 END)" for t in tags)
+    totals = store.raw(
+        f"SELECT billing_currency, sum(billed_cost), "
+        f"sum(CASE WHEN {every} THEN billed_cost ELSE 0 END){per_tag} "
+        f"FROM cost_lines {where} GROUP BY 1 ORDER BY 1",
+        params,
+    )
+    amp = " AND " if where else "WHERE "
+    untagged = store.raw(
+        f"SELECT resource_id, provider, service_name, billing_currency, sum(billed_cost) "
+        f"FROM cost_lines {where}{amp}NOT ({every}) AND resource_id IS NOT NULL "
+        f"GROUP BY ALL ORDER BY 5 DESC, 1 LIMIT {int(top)}",
+        params,
+    )
+    return totals, untagged
+
+
+def lines_in_window(store: Store, start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
+    """Bill lines overlapping [start, end), summed exactly: lines inside it per resource,
+    provider, category and currency; lines reaching past it also per charge period (their
+    start and end, for the share that falls in the window)."""
+    inside = "charge_period_start_ms >= ? AND charge_period_end_ms <= ?"
+    return store.raw(
+        f"""
+        SELECT resource_id, provider, service_category, billing_currency,
+               CASE WHEN {inside} THEN NULL ELSE charge_period_start_ms END AS cs,
+               CASE WHEN {inside} THEN NULL ELSE charge_period_end_ms END AS ce,
+               sum(billed_cost), sum(effective_cost)
+        FROM cost_lines
+        WHERE charge_period_start_ms < ? AND charge_period_end_ms > ?
+        GROUP BY ALL
+        """,
+        [start_ms, end_ms, start_ms, end_ms, end_ms, start_ms],
+    )
+
+
+def has_bills(store: Store) -> bool:
+    return bool(store.raw("SELECT 1 FROM cost_lines LIMIT 1"))
