@@ -93,10 +93,8 @@ class Collect:
                 except EmptyRead as empty:  # nothing in the window: not a failure
                     results.append(IngestResult(src.kind, reading.what, "unchanged",
                                                 notes=[str(empty)]))  # fmt: skip
-                if reading.checkpoint_ms is not None:
+                if reading.checkpoint_ms is not None:  # a range read: where the next starts
                     checkpoint = reading.checkpoint_ms
-                elif source.mode != "range":
-                    checkpoint = now
             if source.mode != "range":
                 checkpoint = now
             run.rows = sum(r.rows for r in results)

@@ -71,12 +71,15 @@ class Ingest:
                               notes=list(reading.notes))  # fmt: skip
         if reading.digest and self.seen(reading.digest, result, reading.seen_note):
             return result
-        if reading.commit_each:
+        if reading.commit_each:  # a watch: each batch of changes is stored as it comes
+            workloads: set[str] = set()
             for part in reading.parts:
                 with self.ctx.store.transaction():
                     self.write(part)
-                self._report(result, part, [])
-                result.status = "loaded"
+                result.rows += part.rows or 0
+                workloads |= {w["workload_id"] for w in part.workloads}
+                result.notes += part.notes
+                result.workloads, result.status = len(workloads), "loaded"
             return result
         return self._staged(reading, result)
 
@@ -183,12 +186,6 @@ class Ingest:
                 "from telemetry that names the job (dcgm-exporter hpc_job, the agent)"
             )
         return notes
-
-    @staticmethod
-    def _report(result: IngestResult, part: Facts, said: list[str]) -> None:
-        result.rows += part.rows if part.rows is not None else 0
-        result.workloads += len(part.workloads)
-        result.notes += [n for n in part.notes if n not in said]
 
 
 def _gather(whole: Facts, part: Facts) -> None:

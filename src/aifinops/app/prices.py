@@ -22,6 +22,7 @@ from aifinops.core.pricing import (
     same_gpu,
 )
 from aifinops.core.windows import Window, parse_duration
+from aifinops.errors import UsageError
 from aifinops.sources.prices.catalog import bundled_offers, offers_from_json, offers_to_json
 from aifinops.store import facts as stored
 from aifinops.store import state
@@ -79,22 +80,17 @@ class Prices:
         api = self.ctx.settings.prices.api
         bundled = bundled_offers()
         types = stored.instance_types(self.ctx.store)
+        wanted = list(providers or api.providers)
+        unknown = sorted(set(wanted) - set(price_apis.PROVIDERS))
+        if unknown:
+            raise UsageError(f"no price API for {', '.join(unknown)}", where="--provider",
+                             hint=", ".join(price_apis.PROVIDERS))  # fmt: skip
         results = []
-        for provider in list(providers or api.providers):
+        for provider in wanted:
             result = IngestResult(f"prices:{provider}", provider, "unchanged")
             try:
-                if provider == "azure":
-                    sizes = sorted({t for p, t in types if p == "azure"})
-                    offers = price_apis.azure_offers(
-                        sizes, api.azure_region, base_url=api.azure_url, catalog=bundled
-                    )
-                elif provider == "gcp":
-                    offers = price_apis.gcp_offers(api.gcp_api_key, base_url=api.gcp_url)
-                else:
-                    offers = price_apis.aws_offers(
-                        _aws_pricing_client(), sorted({t for p, t in types if p == "aws"}),
-                        api.aws_region, bundled,
-                    )  # fmt: skip
+                mine = sorted({t for p, t in types if p == provider})
+                offers = price_apis.PROVIDERS[provider](api, mine, bundled)
             except Exception as error:  # offline, refused, malformed: say so, keep going
                 as_of = max((o.as_of for o in bundled if o.provider == provider), default="")
                 note = (
@@ -252,12 +248,6 @@ def node_facts(row: dict[str, Any]) -> NodeFacts:
         labels=dict(row["labels"] or {}),
         resource_id=row["resource_id"],
     )
-
-
-def _aws_pricing_client() -> Any:  # pragma: no cover - needs AWS credentials
-    import boto3
-
-    return boto3.client("pricing", region_name="us-east-1")
 
 
 def _f(value: Decimal | None) -> float | None:

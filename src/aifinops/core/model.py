@@ -28,12 +28,6 @@ class SharedGpuPolicy(StrEnum):
     USAGE = "usage"
 
 
-class SharedNamespacePolicy(StrEnum):
-    KEEP = "keep"
-    EVEN = "even"
-    WEIGHTED = "weighted"
-
-
 # Dimensions a cost query can group by. Workload dimensions come from attribution;
 # infrastructure dimensions come from the node.
 ATTRIBUTED_DIMENSIONS = (

@@ -270,3 +270,30 @@ def _first_price(terms: dict[str, Any]) -> Decimal | None:
                 if value > 0:
                     return value
     return None
+
+
+# -- the APIs by provider name -------------------------------------------------------------
+def _aws_pricing_client() -> Any:  # pragma: no cover - needs AWS credentials
+    import boto3
+
+    return boto3.client("pricing", region_name="us-east-1")
+
+
+def _ask_azure(api: Any, types: list[str], bundled: list[CatalogOffer]) -> list[CatalogOffer]:
+    return azure_offers(types, api.azure_region, base_url=api.azure_url, catalog=bundled)
+
+
+def _ask_gcp(api: Any, types: list[str], bundled: list[CatalogOffer]) -> list[CatalogOffer]:
+    return gcp_offers(api.gcp_api_key, base_url=api.gcp_url)
+
+
+def _ask_aws(api: Any, types: list[str], bundled: list[CatalogOffer]) -> list[CatalogOffer]:
+    return aws_offers(_aws_pricing_client(), types, api.aws_region, bundled)  # pragma: no cover
+
+
+# name -> ask(api settings, that provider's instance types in the store, bundled catalog)
+PROVIDERS: dict[str, Callable[[Any, list[str], list[CatalogOffer]], list[CatalogOffer]]] = {
+    "aws": _ask_aws,
+    "azure": _ask_azure,
+    "gcp": _ask_gcp,
+}
