@@ -62,11 +62,9 @@ def test_gcp_api_prices_a2_machines_and_the_cache_expires(tmp_path: Path, served
     assert "pageToken=APKCS1HVa0Ypwgy" in served.requests[1][0]
     # within the hour the cache answers; after it the API is asked again
     now[0] = T0 + 30 * 60_000
-    svc._catalog = None
     svc.node_prices()
     assert served.hits["/v1/services/6F81-5844-456A/skus"] == 2
     now[0] = T0 + 61 * 60_000
-    svc._catalog = None
     svc.node_prices()
     assert served.hits["/v1/services/6F81-5844-456A/skus"] == 4
     svc.close()
