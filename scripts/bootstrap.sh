@@ -17,7 +17,12 @@ stamp=".venv/.installed-${which_lock}"
 lock="requirements/${which_lock}.txt"
 if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   [ -x .venv/bin/python ] || uv venv --quiet --python "${PYTHON:-python3}" .venv
-  uv pip sync --quiet --python .venv/bin/python --require-hashes "$lock"
-  uv pip install --quiet --python .venv/bin/python --no-deps -e .
+  uv pip sync --quiet --compile-bytecode --python .venv/bin/python --require-hashes "$lock"
+  uv pip install --quiet --compile-bytecode --python .venv/bin/python --no-deps -e .
   touch "$stamp"
+fi
+# PYTHONDONTWRITEBYTECODE may be set: compile our own modules once, or every command
+# recompiles them (stale files are recompiled here, and ignored by Python anyway)
+if [ -d src/aifinops ]; then
+  .venv/bin/python -m compileall -q -j 0 src/aifinops >/dev/null
 fi

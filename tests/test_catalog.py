@@ -80,7 +80,11 @@ def test_seed_price_table_where_the_catalog_covers_it() -> None:
         offer = cat.find(itype, "aws")
         assert offer is not None
         assert abs(offer.on_demand_hourly - Decimal(price)) <= Decimal(tolerance), itype
-    assert cat.find("g6e.12xlarge", "aws") is None  # unknown: the engine puts it in __unpriced__
+    # g6e.12xlarge (4 x L40S) was unknown here before libcloud's regional prices (issue 12):
+    # now priced, see tests/test_regional_prices.py; p5e.48xlarge has no price in libcloud
+    g6e = cat.find("g6e.12xlarge", "aws")
+    assert g6e is not None and (g6e.gpu_model, g6e.gpu_count) == ("L40S 48GB", 4)
+    assert cat.find("p5e.48xlarge", "aws") is None  # unknown: the engine puts it in __unpriced__
 
 
 def test_one_machine_type_with_different_gpus() -> None:

@@ -120,7 +120,7 @@ def test_demo(cli: Any, tmp_path: Path) -> None:
         "__unpriced__",
         "research",
         "gpt2-medium",
-        'instance_types: {"g6e.12xlarge"',
+        'gpu_models: {"NVIDIA L40S"',  # the on-prem L40S server nobody priced
     ):
         assert part in text, part
     # the demo store answers follow-up queries with the config it wrote

@@ -40,10 +40,11 @@ def pmon_sm() -> dict[tuple[int, int], float]:
     out = {}
     for line in (H100 / "nvidia_smi_pmon.txt").read_text().splitlines():
         cells = line.split()
-        if line.startswith("#") or len(cells) < 6 or cells[3] == "-" or cells[5] == "-":
+        if line.startswith("#") or len(cells) < 6 or cells[3] == "-":
             continue
         when = datetime.strptime(cells[0] + cells[1], "%Y%m%d%H:%M:%S").replace(tzinfo=UTC)
-        out[(int(when.timestamp()), int(cells[3]))] = float(cells[5])
+        # a listed process with `-` had no SM activity sampled: 0 % (issue 12, item 2)
+        out[(int(when.timestamp()), int(cells[3]))] = 0.0 if cells[5] == "-" else float(cells[5])
     return out
 
 

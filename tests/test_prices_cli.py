@@ -33,7 +33,10 @@ def test_compare_is_cheapest_first_and_only_that_gpu(cli: Any, tmp_path: Path) -
 
 def test_show_an_instance_type_as_csv(cli: Any, tmp_path: Path) -> None:
     out = cli("prices", "show", "--instance-type", "p4d.24xlarge", "--format", "csv", cwd=tmp_path)
-    (row,) = list(csv.DictReader(io.StringIO(out.stdout)))
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    # the region-less offer, besides one row per region where a regional price is known
+    (row,) = [r for r in rows if not r["region"]]
+    assert len(rows) > 1 and all(r["instance_type"] == "p4d.24xlarge" for r in rows)
     assert (row["provider"], row["gpu_model"], row["gpu_count"]) == ("aws", "A100 40GB", "8")
     assert Decimal(row["on_demand_hourly"]) == Decimal("32.77")
     assert Decimal(row["per_gpu_hourly"]) == Decimal("32.77") / 8
@@ -44,9 +47,9 @@ def test_missing_lists_what_would_price_the_unpriced(
 ) -> None:
     svc = make_service(name="m.duckdb")
     nodes = [
-        {"node_id": "n1", "instance_type": "g6e.12xlarge", "gpu_model": "L40S", "gpu_count": 4,
+        {"node_id": "n1", "instance_type": "p5e.48xlarge", "gpu_model": "H200", "gpu_count": 8,
          "provider": "aws", "labels": {}, "source": "kubernetes"},
-        {"node_id": "n2", "instance_type": "g6e.12xlarge", "gpu_model": "L40S", "gpu_count": 4,
+        {"node_id": "n2", "instance_type": "p5e.48xlarge", "gpu_model": "H200", "gpu_count": 8,
          "provider": "aws", "labels": {}, "source": "kubernetes"},
         {"node_id": "n3", "gpu_model": "Mystery GPU", "gpu_count": 1, "labels": {},
          "source": "nvidia-smi"},
@@ -59,8 +62,8 @@ def test_missing_lists_what_would_price_the_unpriced(
               cwd=tmp_path)  # fmt: skip
     rows = json.loads(out.stdout)
     assert [(r["instance_type"], r["gpu_model"], r["nodes"]) for r in rows] == [
-        ("g6e.12xlarge", "L40S", ["n1", "n2"]),
+        ("p5e.48xlarge", "H200", ["n1", "n2"]),
         (None, "Mystery GPU", ["n3"]),
     ]
-    assert rows[0]["config"] == 'prices: {instance_types: {"g6e.12xlarge": <USD per node-hour>}}'
+    assert rows[0]["config"] == 'prices: {instance_types: {"p5e.48xlarge": <USD per node-hour>}}'
     assert rows[1]["config"] == 'prices: {gpu_models: {"Mystery GPU": <USD per GPU-hour>}}'

@@ -229,6 +229,21 @@ class Settings(_Strict):
         return configs
 
 
+def _config_text(data: bytes) -> str:
+    """The config file's text: UTF-8 (a BOM is fine) or UTF-16 with a BOM, as YAML allows;
+    else Windows-1252 (Latin-1), as editors on Windows save it, so a team name with an
+    umlaut reads as written instead of failing."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+            return data.decode("latin-1")
+
+
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -239,7 +254,7 @@ def load_settings(
     if config_file is not None:
         path = Path(config_file)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = yaml.safe_load(_config_text(path.read_bytes())) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read the config file: {exc}", where=str(path)) from exc
         except yaml.YAMLError as exc:

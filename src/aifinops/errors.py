@@ -56,3 +56,19 @@ class StoreError(AifinopsError):
 
     exit_code = 4
     http_status = 503
+
+
+class OutputError(AifinopsError):
+    """An output (an export file, a report) cannot be written where it was asked to go."""
+
+    exit_code = 5
+    http_status = 500
+
+
+def cannot_write(path: object, error: OSError) -> OutputError:
+    """The error for an output path the system refused (a missing or read-only folder)."""
+    return OutputError(
+        f"cannot write it: {error.strerror or error}",
+        where=str(path),
+        hint="choose a path in a folder you can write to (-o FILE)",
+    )

@@ -176,8 +176,10 @@ class Service:
         *,
         options: dict[str, Any] | None = None,
         progress: Progress | None = None,
+        replace: bool = False,
     ) -> list[IngestResult]:
-        return self.bills.ingest_files(kind, paths, options=options, progress=progress)
+        return self.bills.ingest_files(kind, paths, options=options, progress=progress,
+                                       replace=replace)  # fmt: skip
 
     def ingest_focus(self, paths: Iterable[Path], progress: Progress | None = None) -> list[Any]:
         return self.bills.ingest_files("focus", paths, progress=progress)

@@ -13,7 +13,7 @@ from typing import Any
 from aifinops.app.costs import CostQuery, Costs
 from aifinops.app.ingest import Ingest, IngestResult
 from aifinops.core.model import CostReport, normalise_dimension
-from aifinops.core.money import window_share
+from aifinops.core.money import round_to_total, to_cents, window_share
 from aifinops.core.pricing import NodeRule
 from aifinops.core.reconcile import (
     NodeBill,
@@ -26,7 +26,7 @@ from aifinops.core.reconcile import (
 )
 from aifinops.core.windows import Window, from_ms, iso_ms, month_bounds
 from aifinops.errors import UsageError
-from aifinops.outputs.chargeback import chargeback_csv
+from aifinops.outputs.chargeback import write_chargeback
 from aifinops.sources.inputs import file_digest
 from aifinops.store import bills as stored_bills
 from aifinops.store import facts as stored
@@ -51,12 +51,17 @@ class Bills:
         *,
         options: dict[str, Any] | None = None,
         progress: Progress | None = None,
+        replace: bool = False,
     ) -> list[IngestResult]:
         """Load bill files of one format as one delivery. A file stored before changes
-        nothing; a delivery that carries a billing period again (provider, account, period)
-        replaces what was stored for it and says by how much; a line repeated within the
-        delivery counts once."""
+        nothing; a line repeated within the delivery counts once. A delivery that carries a
+        billing period the store holds restates it (replaces it, saying by how much), unless
+        its lines' own ids tell it is another part of the stored delivery (a CUR in several
+        files, given one by one): then its lines are added. A CUR manifest beside the files
+        that lists them all makes them the whole delivery. `replace` restates in any case
+        (rules: `store.bills.store_delivery`)."""
         from aifinops.sources.bills import engine as bills
+        from aifinops.sources.bills.manifest import delivery_of
 
         formats = bills.formats()
         if kind not in formats:
@@ -106,13 +111,13 @@ class Bills:
                     result.notes.append(
                         f"{across} line(s) also in another file of this delivery were counted once"
                     )
+            manifest = delivery_of([p for p, _, _ in todo]) if kind == "cur" else None
+            if manifest is not None:
+                todo[0][2].notes.append(manifest.note)
+                replace = replace or manifest.complete
             with store.transaction():
-                for r in stored_bills.store_delivery(store, stage):
-                    period = "?" if r.period_start_ms is None else from_ms(r.period_start_ms).date()
-                    todo[0][2].notes.append(
-                        f"restated: {r.provider} account {r.account} period {period}: billed "
-                        f"{r.billed_before:.2f} -> {r.billed_after:.2f} {r.currencies}"
-                    )
+                for r in stored_bills.store_delivery(store, stage, replace=replace):
+                    todo[0][2].notes.append(_period_note(r))
                 for path, digest, result in todo:
                     self.ingest.log(state.LoggedInput(digest, kind, str(path), rows=result.rows))
                     result.status = "loaded"
@@ -280,30 +285,48 @@ class Bills:
         self, path: Path | None, *, month: str, by: Sequence[str] = ("team",)
     ) -> list[dict[str, Any]]:
         """A plain chargeback table for finance: one row per group (buckets included) for a
-        calendar month, costs rounded to the cent only here; rows sum to the asset cost."""
+        calendar month, then a TOTAL row; rows sum to the asset cost. Rounded only here, so
+        that what finance adds up is what the file says (`round_to_total`): the rows'
+        total_cost (and GPU-hours) add up to the TOTAL row, and each row's GPU, CPU and RAM
+        cost to its total_cost."""
         report = self.costs.cost(CostQuery(window=month_window(month), by=by))
+        totals = round_to_total([r.total_cost for r in report.rows])
+        hours = round_to_total([r.gpu_hours for r in report.rows], 4)
         rows = []
-        for r in report.rows:
+        for r, total, gpu_hours in zip(report.rows, totals, hours, strict=True):
             eff = r.gpu_efficiency
+            gpu, cpu, ram = round_to_total([r.gpu_cost, r.cpu_cost, r.ram_cost], total=total)
             rows.append(
-                {**{d: r.key[d] for d in by}, "gpu_hours": f"{r.gpu_hours:.4f}",
-                 "gpu_cost": f"{r.gpu_cost:.2f}", "cpu_cost": f"{r.cpu_cost:.2f}",
-                 "ram_cost": f"{r.ram_cost:.2f}", "idle_cost": f"{r.idle_cost:.2f}",
-                 "total_cost": f"{r.total_cost:.2f}", "waste_cost": f"{r.waste_cost:.2f}",
+                {**{d: r.key[d] for d in by}, "gpu_hours": f"{gpu_hours:.4f}",
+                 "gpu_cost": f"{gpu:.2f}", "cpu_cost": f"{cpu:.2f}", "ram_cost": f"{ram:.2f}",
+                 "idle_cost": f"{to_cents(r.idle_cost):.2f}", "total_cost": f"{total:.2f}",
+                 "waste_cost": f"{to_cents(r.waste_cost):.2f}",
                  "gpu_efficiency": "" if eff is None else f"{eff:.4f}",
                  "currency": report.currency}
             )  # fmt: skip
         rows.append(
             {**{d: "TOTAL" for d in by[:1]}, **{d: "" for d in by[1:]},
-             "gpu_hours": f"{sum((r.gpu_hours for r in report.rows), Decimal(0)):.4f}",
+             "gpu_hours": f"{sum(hours, Decimal('0.0000')):.4f}",
              "gpu_cost": "", "cpu_cost": "", "ram_cost": "", "idle_cost": "",
-             "total_cost": f"{report.total_cost:.2f}", "waste_cost": "", "gpu_efficiency": "",
-             "currency": report.currency}
+             "total_cost": f"{sum(totals, Decimal('0.00')):.2f}", "waste_cost": "",
+             "gpu_efficiency": "", "currency": report.currency}
         )  # fmt: skip
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(chargeback_csv(rows), encoding="utf-8")
+            write_chargeback(path, rows)
         return rows
+
+
+def _period_note(r: stored_bills.PeriodWritten) -> str:
+    """What a delivery did to a billing period the store held."""
+    period = "?" if r.period_start_ms is None else from_ms(r.period_start_ms).date()
+    what = f"{r.provider} account {r.account} period {period}"
+    if r.action == "added":
+        return (f"added to {what}: {r.lines} line(s) of another part of the delivery, billed "
+                f"{r.billed_before:.2f} + {r.billed_after:.2f} {r.currencies}")  # fmt: skip
+    if r.action == "stored":
+        return f"every line for {what} was stored already; nothing added"
+    return (f"restated: {what}: billed {r.billed_before:.2f} -> {r.billed_after:.2f} "
+            f"{r.currencies}")  # fmt: skip
 
 
 def _span(window: str | None) -> tuple[int, int] | None:

@@ -168,9 +168,29 @@ class Costs:
         notes = list(self.prices.notes)
         if q.team is not None:
             notes.append(f"rows limited to team {q.team!r}; asset_cost covers the whole fleet")
+        if not rows and (extent := self._outside_data(win, q.team)):
+            notes.append(extent)
         return CostReport(win, q.step or None, dims, idle_p, shared_p,
                           dollars_from_units(result.asset_units), rows, unpriced,
                           self.ctx.settings.currency, notes)  # fmt: skip
+
+    def _outside_data(self, win: Window, team: str | None) -> str | None:
+        """For a report with no rows: where the store's samples are, if it has some and the
+        window holds none of them (with --team, a window that meets them may just hold
+        none of the team's)."""
+        extent = self.data_extent()
+        if extent is None:
+            return None
+        first, last = extent
+        if team is not None and first < win.end_ms and last >= win.start_ms:
+            return None
+        return (
+            f"no GPU samples in this window; the store's samples run from "
+            f"{from_ms(first).isoformat().replace('+00:00', 'Z')} to "
+            f"{from_ms(last).isoformat().replace('+00:00', 'Z')} "
+            "(give --window START,END, or neither --window nor --last for the 7 days up to "
+            "the newest sample)"
+        )
 
     def _with_units(self, rows: list[CostRow], win: Window) -> list[CostRow]:
         counts: dict[str, dict[str, float]] = {}

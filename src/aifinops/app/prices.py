@@ -20,6 +20,7 @@ from aifinops.core.pricing import (
     NodeRule,
     resolve_node_price,
     same_gpu,
+    type_key,
 )
 from aifinops.core.windows import Window, parse_duration
 from aifinops.errors import UsageError
@@ -27,6 +28,8 @@ from aifinops.sources.prices.catalog import bundled_offers, offers_from_json, of
 from aifinops.store import facts as stored
 from aifinops.store import state
 from aifinops.store.units import energy_increases
+
+ANY_REGION = "any region"  # how an offer without a region is marked: it answers any
 
 
 class Prices:
@@ -137,16 +140,22 @@ class Prices:
         spot: bool = False,
     ) -> list[dict[str, Any]]:
         """Catalog offers matching the filters, cheapest per GPU-hour first (spot prices
-        with `spot`; offers without one are left out then)."""
+        with `spot`; offers without one are left out then). A region-less offer answers any
+        region (`region_note: "any region"`); with `region`, an offer for that very region
+        stands in for the region-less one of the same provider and type, as in
+        `Catalog.find`."""
+        matching = [
+            o
+            for o in self.catalog.offers
+            if (not gpu or same_gpu(o.gpu_model, gpu))
+            and (not instance_type or type_key(o.instance_type) == type_key(instance_type))
+            and (not provider or o.provider.lower() == provider.lower())
+            and (not region or not o.region or o.region.lower() == region.lower())
+        ]
+        regional = {_kind(o) for o in matching if o.region and o.instance_type}
         out = []
-        for o in self.catalog.offers:
-            if gpu and not same_gpu(o.gpu_model, gpu):
-                continue
-            if instance_type and o.instance_type.lower() != instance_type.lower():
-                continue
-            if provider and o.provider.lower() != provider.lower():
-                continue
-            if region and (o.region or "").lower() != region.lower():
+        for o in matching:
+            if region and not o.region and _kind(o) in regional:
                 continue
             hourly = o.spot_hourly if spot else o.on_demand_hourly
             if hourly is None:
@@ -160,7 +169,8 @@ class Prices:
                  "commit_1y_hourly": _f(o.commit_1y_hourly),
                  "commit_3y_hourly": _f(o.commit_3y_hourly),
                  "per_gpu_hourly": float(hourly / max(o.gpu_count, 1)),
-                 "source": o.source, "as_of": o.as_of}
+                 "source": o.source, "as_of": o.as_of,
+                 "region_note": None if o.region else ANY_REGION}
             )  # fmt: skip
         out.sort(key=lambda r: (r["per_gpu_hourly"], r["provider"], r["instance_type"] or ""))
         return out
@@ -248,6 +258,11 @@ def node_facts(row: dict[str, Any]) -> NodeFacts:
         labels=dict(row["labels"] or {}),
         resource_id=row["resource_id"],
     )
+
+
+def _kind(offer: CatalogOffer) -> tuple[str, str, str | None]:
+    """What one offer sells, whatever its region: provider, instance type and GPU."""
+    return offer.provider, type_key(offer.instance_type), offer.gpu_model
 
 
 def _f(value: Decimal | None) -> float | None:

@@ -341,7 +341,10 @@ def ingest_oci(
 def bills_summary(
     by: Annotated[
         str,
-        typer.Option(help="provider, service, account, day, currency, category (comma-separated)."),
+        typer.Option(
+            help="Group by, comma-separated: provider, service, account, sub_account, currency, "
+            "day, category, charge_category, resource."
+        ),
     ] = "provider",
     window: Annotated[str | None, typer.Option(help="START,END of charge periods.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
@@ -370,8 +373,9 @@ def tags_report(
     shares = []
     for c in report["currencies"]:
         share = "–" if c["tagged_share"] is None else f"{c['tagged_share']:.1%}"
+        each = "; ".join(f"{t} {'–' if v is None else f'{v:.1%}'}" for t, v in c["by_tag"].items())
         shares.append(f"{c['currency']}: {share} of {c['billed_cost']:,.2f} billed carries "
-                      f"all of {required}")  # fmt: skip
+                      f"all of {required}" + (f" (each tag: {each})" if each else ""))  # fmt: skip
     _emit(report["largest_untagged"], fmt, title="Largest untagged resources",
           columns=("resource_id", "provider", "service", "billed_cost", "currency"),
           doc=report, summary=shares)  # fmt: skip

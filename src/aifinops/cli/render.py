@@ -8,9 +8,8 @@ each whatever the command.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -18,8 +17,9 @@ from functools import partial, singledispatch
 from typing import TYPE_CHECKING, Any
 
 from aifinops.core.model import BUCKETS, IDLE, SHARED, UNALLOCATED, UNPRICED, CostReport, CostRow
-from aifinops.core.money import ZERO, to_cents
+from aifinops.core.money import ZERO, plain, to_cents
 from aifinops.core.reconcile import ReconciledReport
+from aifinops.outputs.csv_cells import csv_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -109,16 +109,36 @@ def _reconciled_view(report: ReconciledReport, title: str, columns: tuple[str, .
 
 @renderer("json")
 def write_json(shown: View, console: Console) -> None:
-    console.file.write(json.dumps(shown.doc, indent=2) + "\n")
+    console.file.write(json_text(shown.doc) + "\n")
 
 
 @renderer("csv")
 def write_csv(shown: View, console: Console) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(shown.columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({c: _joined(r.get(c)) for c in shown.columns} for r in shown.rows)
-    console.file.write(buf.getvalue())
+    rows = ({c: _joined(r.get(c)) for c in shown.columns} for r in shown.rows)
+    console.file.write(csv_text(shown.columns, rows))
+
+
+def json_text(value: Any, indent: int = 2, level: int = 0) -> str:
+    """JSON as `json.dumps(value, indent=2)` writes it, but with every number (float or
+    Decimal) in plain decimals: `0.000001`, never `1e-06`."""
+    if value is None or isinstance(value, bool | str):
+        return json.dumps(value)
+    if isinstance(value, float | Decimal) and not (
+        value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    ):
+        return json.dumps(float(value))  # NaN, Infinity: as json.dumps writes them
+    if isinstance(value, int | float | Decimal):
+        return plain(value)
+    inner = "\n" + " " * (indent * (level + 1))
+    outer = "\n" + " " * (indent * level)
+    if isinstance(value, dict):
+        items = [f"{json.dumps(k if isinstance(k, str) else str(k))}: "
+                 f"{json_text(v, indent, level + 1)}" for k, v in value.items()]  # fmt: skip
+        return "{" + inner + ("," + inner).join(items) + outer + "}" if items else "{}"
+    if isinstance(value, list | tuple):
+        parts = [json_text(v, indent, level + 1) for v in value]
+        return "[" + inner + ("," + inner).join(parts) + outer + "]" if parts else "[]"
+    return json.dumps(value)  # what json cannot write raises as json.dumps does
 
 
 @renderer("table")

@@ -289,6 +289,8 @@ class Catalog:
         region: str | None = None,
         gpu_model: str | None = None,
     ) -> CatalogOffer | None:
+        """The offer for a node: the provider's offer for its very region first, then a
+        region-less one (it answers any region), else any offer of the type."""
         offers = self._by_type.get(type_key(instance_type), [])
         if gpu_model and len({o.gpu_model for o in offers}) > 1:
             # one machine type with different GPUs attached (GCP n1-*): the node's GPU decides

@@ -346,17 +346,9 @@ def demo_fleet(seed: int = 42, days: int = 7, start: datetime = DEMO_START) -> F
         NodeSpec(
             "onprem-dgx-1", 8, "NVIDIA H100 80GB HBM3", None, "dc-frankfurt", None, None, None, 0, 0
         ),
+        # an owned L40S server nobody has priced yet: the demo's `__unpriced__` example
         NodeSpec(
-            "aws-g6e-1",
-            4,
-            "NVIDIA L40S",
-            "aws",
-            "us-east-1",
-            "us-east-1d",
-            "g6e.12xlarge",
-            "on-demand",
-            48,
-            384,
+            "onprem-l40s-1", 4, "NVIDIA L40S", None, "dc-frankfurt", None, None, None, 48, 384
         ),
     ]
     workloads: list[dict[str, Any]] = []
@@ -490,7 +482,7 @@ def demo_fleet(seed: int = 42, days: int = 7, start: datetime = DEMO_START) -> F
     for g in range(8):
         schedule(n["onprem-dgx-1"], g, 0, "research", "training", 48, 1)
     for g in range(4):
-        schedule(n["aws-g6e-1"], g, 0, "vision", "inference", 24, 4)
+        schedule(n["onprem-l40s-1"], g, 0, "vision", "inference", 24, 4)
 
     # overhead: a dcgm-exporter per node in gpu-operator (CPU only, shared)
     for node in nodes:

@@ -21,6 +21,8 @@ import pyarrow as pa
 
 from aifinops.core.model import BUCKETS, IDLE, UNALLOCATED
 from aifinops.core.windows import from_ms, month_bounds
+from aifinops.errors import cannot_write
+from aifinops.outputs.csv_cells import write_csv
 
 MONEY = pa.decimal128(38, 12)
 TS = pa.timestamp("ms", tz="UTC")
@@ -205,15 +207,22 @@ def focus_table(
 
 
 def write_table(table: pa.Table, path: Path) -> None:
-    """Parquet for `.parquet`, else CSV (ISO 8601 UTC times, `Z`-suffixed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
+    """Parquet for `.parquet` (typed, as it is), else CSV: ISO 8601 UTC times (`Z`-suffixed),
+    amounts in plain decimals, text escaped where a spreadsheet would run it (`csv_cells`)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
 
-        pq.write_table(table, path)
-        return
+            pq.write_table(table, path)
+            return
+        _write_csv(table, path)
+    except OSError as error:
+        raise cannot_write(path, error) from error
+
+
+def _write_csv(table: pa.Table, path: Path) -> None:
     import pyarrow.compute as pc
-    import pyarrow.csv as pcsv
 
     cols = []
     for f in table.schema:
@@ -221,4 +230,5 @@ def write_table(table: pa.Table, path: Path) -> None:
         if pa.types.is_timestamp(f.type):
             col = pc.strftime(col.cast(pa.timestamp("s", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
         cols.append(col)
-    pcsv.write_csv(pa.table(cols, names=table.column_names), path)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        write_csv(out, table.column_names, pa.table(cols, names=table.column_names).to_pylist())

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from aifinops.errors import UsageError
 from aifinops.store.db import Store
 
 _PERIOD = "coalesce(billing_period_start_ms, charge_period_start_ms)"
@@ -32,13 +34,24 @@ SUMMARY_DIMENSIONS: dict[str, str | None] = {
 
 
 @dataclass(frozen=True)
-class Restatement:
+class PeriodWritten:
+    """What a delivery did to a billing period that was stored before: `restated` (it
+    replaced it), `added` (another part of the same delivery: lines the store did not have),
+    or `stored` (every line of it was stored already)."""
+
+    action: str
     provider: str | None
     account: str | None
     period_start_ms: int | None
     billed_before: Decimal
     billed_after: Decimal
     currencies: str
+    lines: int = 0
+
+
+class AmbiguousDelivery(UsageError):
+    """Some of a delivery's line ids are stored for its period and some stored ones are not
+    in it: a part of a restated delivery, or parts of two versions; nothing is deleted."""
 
 
 def repeats_in_stage(store: Store, stage: str) -> dict[str, tuple[int, int]]:
@@ -56,10 +69,18 @@ def repeats_in_stage(store: Store, stage: str) -> dict[str, tuple[int, int]]:
     }
 
 
-def store_delivery(store: Store, stage: str) -> list[Restatement]:
-    """Write a staged delivery: each billing period (provider, account, period) it carries
-    replaces what was stored for it; a line repeated in the delivery is kept once, from the
-    first file (by name) that has it. Call inside a transaction."""
+def store_delivery(store: Store, stage: str, *, replace: bool = False) -> list[PeriodWritten]:
+    """Write a staged delivery (call inside a transaction). A line repeated in it is kept
+    once, from the first file (by name) that has it. For each billing period (provider,
+    account, period) that the store already holds:
+
+    1. with `replace`, or where the lines carry no provider line id (FOCUS, Azure, OCI),
+       the delivery restates the period: it replaces what was stored;
+    2. where every line of it is stored already, nothing changes;
+    3. where none of its line ids is stored, it is another part of the same delivery (a CUR
+       in several files, given one by one): its lines are added;
+    4. where it holds every stored line id of the period, it restates the period;
+    5. otherwise it cannot be told apart: `AmbiguousDelivery`, and nothing is deleted."""
     done = []
     periods = store.raw(
         f'SELECT DISTINCT provider, billing_account_id, {_PERIOD} FROM "{stage}" ORDER BY 1, 2, 3'
@@ -73,14 +94,60 @@ def store_delivery(store: Store, stage: str) -> list[Restatement]:
         )[0]
         if not count:
             continue
-        after = store.raw(f'SELECT sum(billed_cost) FROM "{stage}" WHERE {_SAME_PERIOD}', params)
-        store.raw(f"DELETE FROM cost_lines WHERE {_SAME_PERIOD}", params)
-        done.append(Restatement(provider, account, start, billed, after[0][0], currencies))
+        action = "restated" if replace else _part_or_restatement(store, stage, params)
+        after = store.raw(f'SELECT sum(billed_cost), count(*) FROM "{stage}" WHERE {_SAME_PERIOD}',
+                          params)[0]  # fmt: skip
+        if action == "restated":
+            store.raw(f"DELETE FROM cost_lines WHERE {_SAME_PERIOD}", params)
+        elif action == "stored":
+            store.raw(f'DELETE FROM "{stage}" WHERE {_SAME_PERIOD}', params)
+        done.append(PeriodWritten(action, provider, account, start, billed, after[0], currencies,
+                                  int(after[1])))  # fmt: skip
     store.raw(
         f'INSERT INTO cost_lines SELECT * FROM "{stage}" '
         "QUALIFY row_number() OVER (PARTITION BY line_hash ORDER BY source) = 1"
     )
     return done
+
+
+def _part_or_restatement(store: Store, stage: str, params: list[Any]) -> str:
+    """Rules 1-5 of `store_delivery` for one period that the store holds."""
+    new = f'SELECT line_id, line_hash FROM "{stage}" WHERE {_SAME_PERIOD}'
+    old = f"SELECT line_id, line_hash FROM cost_lines WHERE {_SAME_PERIOD}"
+    without_id, unseen, shared, missing = store.raw(
+        f"""
+        WITH new AS ({new}), old AS ({old})
+        SELECT (SELECT count(*) FROM new WHERE line_id IS NULL)
+                 + (SELECT count(*) FROM old WHERE line_id IS NULL),
+               (SELECT count(*) FROM new WHERE line_hash NOT IN (SELECT line_hash FROM old)),
+               (SELECT count(DISTINCT line_id) FROM new
+                 WHERE line_id IN (SELECT line_id FROM old)),
+               (SELECT count(DISTINCT line_id) FROM old
+                 WHERE line_id NOT IN (SELECT line_id FROM new))
+        """,
+        [*params, *params],
+    )[0]
+    if without_id:
+        return "restated"
+    if not unseen:
+        return "stored"
+    if not shared:
+        return "added"
+    if not missing:
+        return "restated"
+    provider, account, start = params
+    raise AmbiguousDelivery(
+        f"{shared} line id(s) of this delivery are stored for {provider} account {account} "
+        f"period {_day(start)} and {missing} stored one(s) are not in it: it is neither "
+        "another part of the stored delivery nor a whole restatement of the period; "
+        "nothing was changed",
+        hint="give every file of the delivery in one command (with its manifest), or "
+        "--replace to replace the period with these files",
+    )
+
+
+def _day(ms: int | None) -> str:
+    return "?" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
 
 
 def summary(

@@ -18,6 +18,42 @@ from aifinops.store.migrations import MIGRATIONS
 DEFAULT_DB = "aifinops.duckdb"
 
 
+# a DuckDB database file starts with an 8-byte checksum, then this magic
+DUCKDB_MAGIC = (8, b"DUCK")
+_STORE_HINT = "give --db (or AIFINOPS_DB) a DuckDB database, or a new path for a new store"
+
+
+def refuse_non_duckdb(path: Path) -> None:
+    """Refuse an existing path that is not a DuckDB database before connecting: DuckDB
+    opens some small files of other kinds (a CSV, a Parquet file) as if they were empty
+    stores, and the ingest that follows would seem to work and keep nothing."""
+    if not path.exists():
+        return  # a new store
+    if path.is_dir():
+        raise StoreError("a directory, not a DuckDB database", where=str(path), hint=_STORE_HINT)
+    offset, magic = DUCKDB_MAGIC
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(offset + len(magic))
+    except OSError as error:
+        raise StoreError(
+            f"cannot read the store: {error.strerror}", where=str(path), hint=_STORE_HINT
+        ) from error
+    if head[offset:] == magic:
+        return
+    if not head:
+        what = "an empty file"
+    elif head[:4] == b"PAR1":
+        what = "a Parquet file"
+    else:
+        what = "a file of another kind"
+    raise StoreError(
+        f"{what}, not a DuckDB database; it was left as it is",
+        where=str(path),
+        hint=_STORE_HINT + " (an input file is loaded with `aifinops ingest ...`)",
+    )
+
+
 class Store:
     """A connection to the fact store through Ibis, with the schema migrated."""
 
@@ -25,6 +61,8 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
         self.path = str(path) if path is not None else ":memory:"
+        if self.path != ":memory:":
+            refuse_non_duckdb(Path(self.path))
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)

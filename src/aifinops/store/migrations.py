@@ -248,4 +248,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        10,
+        "cost line identity: the provider's own id of a line (a CUR's LineItemId and interval)",
+        # parts of one delivery are told from a restatement by it (app/bills.py)
+        ["ALTER TABLE cost_lines ADD COLUMN line_id VARCHAR"],
+    ),
 ]

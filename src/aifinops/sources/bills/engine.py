@@ -4,8 +4,10 @@ Each bill format (FOCUS, AWS CUR, Azure, OCI: `focus.py`, `cur.py`, `azure.py`, 
 says, as SQL over the file's own columns, how to compute each cost-line column; this module
 reads the file (CSV, gzipped CSV or Parquet) in a streaming scan, runs those expressions set
 at a time and yields Arrow batches of `COST_LINES`. Rows cut short are reported by line
-number (DuckDB's rejects table); rows whose cost, currency or period cannot be read are
-reported and skipped; nothing is held in memory but the batch in hand.
+number (DuckDB's rejects table); rows whose cost, currency or period cannot be read, and
+rows with an amount beyond MAX_AMOUNT, are reported and skipped; nothing is held in memory
+but the batch in hand. The text encoding is told from the file's start (`diagnose.py`, which
+also says, by line, why a file DuckDB cannot read is unreadable).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -61,6 +64,7 @@ COST_LINES = pa.schema(
         ("tags", TAGS),
         ("line_hash", pa.string()),
         ("source", pa.string()),
+        ("line_id", pa.string()),  # the provider's own line id, where the file has one
     ]
 )
 # the columns a line cannot do without: a line missing one is reported and skipped
@@ -70,6 +74,11 @@ REQUIRED = {
     "charge_period_start_ms": "charge period start",
 }
 DAY_MS = 86_400_000
+# the largest amount (cost, rate or quantity) one line may carry, in magnitude: ten to the
+# fifteenth. DECIMAL(38, 12) holds up to 10**26, but a line near that makes every sum over
+# the store overflow (and so `bills summary`, `tags report`, a re-delivery); a line under
+# 10**15 leaves room for 10**11 such lines in a sum
+MAX_AMOUNT = 10**15
 
 
 @dataclass
@@ -79,6 +88,8 @@ class BillRead:
     rows: int = 0
     skipped: int = 0
     short: int = 0  # lines with fewer fields than the header
+    # amounts beyond MAX_AMOUNT, as the file wrote them (their lines are found after the scan)
+    out_of_range: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def problem(self, text: str) -> None:
@@ -125,9 +136,16 @@ def literal(text: str | None) -> str:
     return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
 
 
+_AMOUNTS: ContextVar[list[str] | None] = ContextVar("bill_amounts", default=None)
+
+
 def money(expr: str) -> str:
     """Exact money, DECIMAL(38, 12). Amounts under a million parse on the 64-bit decimal path
-    (twice as fast as the 128-bit one); the rest fall through to the wide cast."""
+    (twice as fast as the 128-bit one); the rest fall through to the wide cast. The engine
+    checks every expression given here against MAX_AMOUNT (`_amounts_checked`)."""
+    seen = _AMOUNTS.get()
+    if seen is not None and expr != "NULL" and expr not in seen:
+        seen.append(expr)
     return (
         f"CAST(coalesce(TRY_CAST({expr} AS DECIMAL(18, 12)), TRY_CAST({expr} AS DECIMAL(38, 12)))"
         " AS DECIMAL(38, 12))"
@@ -216,10 +234,10 @@ def _connect() -> Any:
     return con
 
 
-def _source(path: Path, pad: bool = False) -> str:
+def _source(path: Path, pad: bool = False, encoding: str = "utf-8") -> str:
     """The scan of a bill file. `pad`: a line with fewer fields than the header is read with
     the missing trailing fields empty (exports that drop trailing empties) instead of being
-    skipped as cut short."""
+    skipped as cut short. `encoding`: the CSV's (`diagnose.bill_encoding`)."""
     name = literal(str(path))
     lower = path.name.lower()
     if lower.endswith(".parquet"):
@@ -228,21 +246,27 @@ def _source(path: Path, pad: bool = False) -> str:
         f"read_csv({name}, header = true, all_varchar = true, delim = ',', quote = '\"', "
         f"escape = '\"', nullstr = ['', 'NULL'], store_rejects = true, "
         f"rejects_table = 'bill_rejects', rejects_scan = 'bill_reject_scans'"
-        f"{', null_padding = true' if pad else ''})"
+        f"{', null_padding = true' if pad else ''}"
+        f"{f', encoding = {literal(encoding)}' if encoding != 'utf-8' else ''})"
     )
 
 
-def header_of(path: Path, con: Any = None) -> Header:
+def header_of(path: Path, con: Any = None, encoding: str | None = None) -> Header:
+    from aifinops.sources.bills.diagnose import bill_encoding, unreadable
+
     if not path.is_file():
-        raise InputError("no such file", where=str(path))
+        from aifinops.sources.inputs import unreadable as no_file
+
+        raise no_file(path, FileNotFoundError() if not path.exists() else IsADirectoryError())
     if path.stat().st_size == 0:
         raise InputError("empty file", where=str(path))
+    encoding = encoding or bill_encoding(path)
     own = con is None
     con = _connect() if own else con
     try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {_source(path)}").fetchall()
+        rows = con.execute(f"DESCRIBE SELECT * FROM {_source(path, encoding=encoding)}").fetchall()
     except Exception as error:  # duckdb.Error: unreadable, not CSV, not Parquet
-        raise InputError(f"cannot read the file: {error}", where=str(path)) from error
+        raise unreadable(path, error, encoding) from error
     finally:
         if own:
             con.close()
@@ -280,7 +304,15 @@ def read_bill(
 def _read(
     con: Any, path: Path, fmt: BillFormat, opts: dict[str, Any], batch_rows: int, state: BillRead
 ) -> Iterator[pa.Table]:
-    header = header_of(path, con)
+    from aifinops.sources.bills.diagnose import bill_encoding, not_utf8, unreadable
+
+    encoding = bill_encoding(path)
+    header = header_of(path, con, encoding)
+    if encoding == "latin-1":
+        state.problem(
+            f"{path}: not UTF-8; read as Latin-1 (Windows-1252: only its rarely used characters, "
+            "such as the euro sign, read otherwise)"
+        )
     if not fmt.recognise(header):
         other = detect(header)
         hint = (
@@ -291,7 +323,7 @@ def _read(
         )
         raise InputError(f"not {fmt.title}", where=str(path), hint=hint)
     try:
-        exprs = fmt.expressions(header, opts)
+        exprs, amounts = _amounts_checked(lambda: fmt.expressions(header, opts))
     except InputError as error:
         error.where = error.where or str(path)
         raise
@@ -309,16 +341,21 @@ def _read(
             expr = f"md5(concat_ws(chr(31), {key}))"
         elif f.name == "source":
             expr = literal(path.name)
+        elif f.name == "line_id":
+            expr = _line_id(fmt, header)
         else:
             expr = exprs.get(f.name, "NULL")
         selected.append(f"CAST({expr} AS {sql_type(f.type)}) AS {f.name}")
+    selected.append(f"{_too_large(amounts)} AS _too_large")
     checks = " ".join(
         f"WHEN {col} IS NULL THEN 'no readable {what}'" for col, what in REQUIRED.items()
     )
     sql = (
-        f"WITH src AS (SELECT * FROM {_source(path, bool(opts.get('pad_short_rows')))}), "
+        f"WITH src AS (SELECT * FROM "
+        f"{_source(path, bool(opts.get('pad_short_rows')), encoding)}), "
         f"lines AS (SELECT {', '.join(selected)} FROM src {' '.join(joins)}) "
-        f"SELECT *, CASE {checks} ELSE NULL END AS _problem FROM lines"
+        f"SELECT *, CASE WHEN _too_large IS NOT NULL THEN 'an amount out of range' "
+        f"{checks} ELSE NULL END AS _problem FROM lines"
     )
     try:
         reader = con.sql(sql).to_arrow_reader(batch_rows)
@@ -327,8 +364,54 @@ def _read(
     except InputError:
         raise
     except Exception as error:  # duckdb.Error mid-scan: a broken file
-        raise InputError(f"cannot read the file: {error}", where=str(path)) from error
-    _rejects(con, path, state)
+        raise unreadable(path, error, encoding) from error
+    bad_text = _rejects(con, path, state)
+    if bad_text is not None:  # UTF-8 at the start, not further on: refuse, drop nothing
+        raise not_utf8(path, bad_text)
+    _report_out_of_range(path, state, encoding)
+
+
+def _amounts_checked(build: Callable[[], dict[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """A format's expressions, and the raw amounts they parse with `money`."""
+    token = _AMOUNTS.set([])
+    try:
+        exprs = build()
+        return exprs, list(_AMOUNTS.get() or [])
+    finally:
+        _AMOUNTS.reset(token)
+
+
+def _too_large(amounts: list[str]) -> str:
+    """SQL: the first of a line's amounts whose magnitude is MAX_AMOUNT or more (as the
+    file wrote it), else NULL. A DOUBLE is exact enough to compare with a power of ten."""
+    if not amounts:
+        return "NULL"
+    whens = " ".join(
+        f"WHEN abs(TRY_CAST({a} AS DOUBLE)) >= {MAX_AMOUNT} THEN CAST({a} AS VARCHAR)"
+        for a in amounts
+    )
+    return f"CASE {whens} ELSE NULL END"
+
+
+def _report_out_of_range(path: Path, state: BillRead, encoding: str) -> None:
+    """Report each line skipped for an amount beyond MAX_AMOUNT by its line number: a
+    second pass over the file, made only when there are such lines."""
+    from aifinops.sources.bills.diagnose import lines_with
+
+    if not state.out_of_range:
+        return
+    wanted = set(state.out_of_range)
+    found = 0
+    for line, value in lines_with(path, wanted, encoding):
+        found += 1
+        state.problem(
+            f"{path}:{line}: an amount out of range ({value}; a line's amounts must be under "
+            f"{MAX_AMOUNT:,} in magnitude); skipped"
+        )
+    if not found:  # Parquet: no lines to name
+        for value in state.out_of_range:
+            state.problem(f"{path}: a line with an amount out of range ({value}); skipped")
+    state.out_of_range.clear()
 
 
 def _lookup_table(con: Any, name: str, rows: list[dict[str, str]]) -> None:
@@ -358,6 +441,14 @@ def _line_key(
     return [str(i) for i in ids] + read
 
 
+def _line_id(fmt: BillFormat, header: Header) -> str:
+    """The provider's identity of a line (CUR: LineItemId and TimeInterval), or NULL."""
+    ids = [header.find(*spellings) for spellings in fmt.identity]
+    if not ids or None in ids:
+        return "NULL"
+    return f"concat_ws(chr(31), {', '.join(quote(str(i)) for i in ids)})"
+
+
 def _keep(table: pa.Table, path: Path, state: BillRead) -> pa.Table:
     import pyarrow.compute as pc
 
@@ -366,20 +457,27 @@ def _keep(table: pa.Table, path: Path, state: BillRead) -> pa.Table:
     if pc.any(bad).as_py():
         rejected = table.filter(bad)
         state.skipped += rejected.num_rows
-        for why, cost, start in zip(
+        for why, too_large, cost, start in zip(
             rejected.column("_problem").to_pylist(),
+            rejected.column("_too_large").to_pylist(),
             rejected.column("billed_cost").to_pylist(),
             rejected.column("charge_period_start_ms").to_pylist(),
             strict=True,
         ):
+            if too_large is not None:  # reported by line after the scan
+                if len(state.out_of_range) < 50:
+                    state.out_of_range.append(too_large.strip())
+                continue
             state.problem(f"{path}: a line with {why} (cost {cost}, start {start}); skipped")
         table = table.filter(pc.invert(bad))
-    table = table.drop_columns(["_problem"]).cast(COST_LINES)
+    table = table.drop_columns(["_problem", "_too_large"]).cast(COST_LINES)
     state.rows += table.num_rows
     return table
 
 
-def _rejects(con: Any, path: Path, state: BillRead) -> None:
+def _rejects(con: Any, path: Path, state: BillRead) -> int | None:
+    """Report the lines DuckDB rejected; the first line that was not in the file's
+    encoding, if any (the caller refuses the file: its money must not go missing)."""
     try:
         rows = con.execute(
             # one row per missing column of a short line: the first says how many it had
@@ -387,8 +485,12 @@ def _rejects(con: Any, path: Path, state: BillRead) -> None:
             "FROM bill_rejects GROUP BY line ORDER BY line"
         ).fetchall()
     except Exception:  # Parquet: no rejects table
-        return
+        return None
+    bad_text = None
     for line, kind, message in rows:
+        if kind == "INVALID ENCODING":
+            bad_text = line if bad_text is None else min(bad_text, line)
+            continue
         state.skipped += 1
         found = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message or "")
         if found:
@@ -398,5 +500,12 @@ def _rejects(con: Any, path: Path, state: BillRead) -> None:
                 f"{path}:{line}: {got} fields where the header has {want} "
                 f"({'cut mid-row?' if int(got) < int(want) else 'too many'}); skipped"
             )
+        elif "unterminated quote" in (message or ""):
+            state.short += 1
+            state.problem(
+                f"{path}:{line}: a quoted field opens here and is never closed "
+                "(cut mid-row?); skipped"
+            )
         else:
             state.problem(f"{path}:{line}: {kind.lower()}: {message}; skipped")
+    return bad_text

@@ -48,10 +48,10 @@ class KubeObjects:
 def read_dump(path: Path) -> KubeObjects:
     """`kubectl get ... -o json` (a List or one object), or YAML: `-o yaml`, or several
     `---`-separated objects (as Node YAML files come)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc}", where=str(path)) from exc
+    from aifinops.sources.inputs import decode_text, read_input
+
+    # UTF-8 with or without a BOM, or UTF-16 (`kubectl ... > file` in Windows PowerShell)
+    text = decode_text(read_input(path), str(path), what="a kubectl JSON or YAML dump")
     return objects_from(_load(text, str(path)), str(path))
 
 

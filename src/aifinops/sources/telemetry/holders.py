@@ -2,13 +2,16 @@
 
 For every device sample of an nvidia-smi log:
   1. its duration is the time to the next sample of that GPU (a gap of more than three
-     median intervals is missing data: the sample gets one median interval);
+     median intervals is missing data: the sample gets one median interval); the first
+     sample of each minute starts at the minute when it follows on from the one before
+     (`_snap_to_minutes`), so no sample crosses into the next minute's step;
   2. its holders are the processes of the process snapshot (compute-apps, or pmon when
      there is no compute-apps log) matched to it: each snapshot to its nearest device
      sample within three quarters of an interval, at most one snapshot per sample;
   3. request shares split the sample evenly among its holders; usage shares split it by
-     each holder's pmon SM % at that time (evenly when any holder's SM % is unknown or all
-     are zero), both by `core.shares`; a sample with no holder becomes one idle row;
+     each holder's pmon SM % at that time (a pid pmon lists with `-` is 0 %; evenly when
+     pmon has no line for some holder, or every holder is 0 or `-`), both by
+     `core.shares`; a sample with no holder becomes one idle row;
   4. busy time: a sole holder gets duration x device utilisation; several holders get
      duration x their own SM % (or an even part of the device's busy time); idle rows keep
      the device's busy time;
@@ -120,11 +123,39 @@ def _durations(ts: np.ndarray[Any, Any], gpu: str, notes: list[str]) -> np.ndarr
     return dur.astype(np.int64)
 
 
+def _snap_to_minutes(
+    ts: np.ndarray[Any, Any], dur: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Each minute's first sample, when it follows on from the sample before, starts at
+    the minute: the sample before ends there, so no sample crosses a minute boundary.
+
+    `nvidia-smi -l 1` drifts (a sample every ~1.002 s on the H100 capture), so the sample
+    that starts last in a minute runs on into the next one; counted whole in the step it
+    starts in, it gave a 1-minute step 60.13 GPU-seconds per GPU (issue 12, item 5). Moving
+    the boundary between the two samples to the minute keeps one row per sample, every
+    sample's time contiguous, and the sum of the durations; each step of a whole number of
+    minutes then holds exactly its length. A sample before a gap (missing data) is left
+    alone: the next one does not reach back over the gap."""
+    out_ts, out_dur = ts.copy(), dur.copy()
+    if len(ts) < 2:
+        return out_ts, out_dur
+    minute = 60_000
+    nxt = ts[1:]
+    boundary = (nxt // minute) * minute
+    snap = np.flatnonzero((ts[:-1] + dur[:-1] == nxt) & (boundary > ts[:-1]) & (boundary < nxt))
+    out_ts[snap + 1] = boundary[snap]
+    out_dur[snap] = boundary[snap] - ts[snap]
+    out_dur[snap + 1] = dur[snap + 1] + (nxt[snap] - boundary[snap])
+    return out_ts, out_dur
+
+
 def _one_gpu(
     gpu: str, ts: np.ndarray[Any, Any], util: np.ndarray[Any, Any], log: ParsedLog, notes: list[str]
 ) -> dict[str, np.ndarray[Any, Any]]:
     dur = _durations(ts, gpu, notes)
     median = int(np.median(dur))
+    # matching below uses the logged times; the rows carry the times snapped to minutes
+    row_ts, dur = _snap_to_minutes(ts, dur)
     procs = [p for p in log.processes if p.gpu_uuid == gpu]
     snap_ts = np.array(sorted({p.ts_ms for p in procs}), dtype=np.int64)
     members: dict[int, list[int]] = {}
@@ -186,7 +217,7 @@ def _one_gpu(
         ),
     )
     return {
-        "ts": ts[row_sample],
+        "ts": row_ts[row_sample],
         "dur": dur[row_sample],
         "gpu": np.full(len(row_sample), gpu, dtype=object),
         "pid": pid,
@@ -199,13 +230,18 @@ def _one_gpu(
 def _pmon_sm(
     gpu: str, ts: np.ndarray[Any, Any], pid: np.ndarray[Any, Any], log: ParsedLog, median: int
 ) -> np.ndarray[Any, Any]:
-    """Each row's pmon SM % at its time (nearest pmon line of that pid within ~1 s)."""
+    """Each row's pmon SM % at its time (nearest pmon line of that pid within ~1 s); NaN
+    where pmon has no line for that pid then (not measured).
+
+    A pid that pmon lists with `-` in its `sm` column had no SM activity sampled in that
+    interval: it counts as 0 %, not as unknown, so it takes no usage share from a busy
+    neighbour (issue 12, item 2)."""
     out = np.full(len(ts), np.nan)
     rows = [p for p in log.pmon if p.gpu_uuid == gpu]
     for this_pid in {p.pid for p in rows}:
-        mine = sorted((p.ts_ms, p.sm) for p in rows if p.pid == this_pid)
+        mine = sorted((p.ts_ms, 0.0 if p.sm is None else p.sm) for p in rows if p.pid == this_pid)
         pts = np.array([t for t, _ in mine], dtype=np.int64)
-        psm = np.array([np.nan if s is None else s for _, s in mine])
+        psm = np.array([s for _, s in mine], dtype=float)
         m = pid == this_pid
         if not m.any():
             continue

@@ -12,7 +12,13 @@ from typing import Any, ClassVar, Literal
 from aifinops.core.windows import parse_duration
 from aifinops.errors import InputError, UsageError
 from aifinops.sources.base import Facts, ReadContext, Reading, SourceConfig, register
-from aifinops.sources.inputs import file_digest, read_scrape, text_digest
+from aifinops.sources.inputs import (
+    decode_text,
+    file_digest,
+    read_input,
+    read_scrape,
+    text_digest,
+)
 from aifinops.sources.inventory.owners import Owner, read_owners
 
 SKEW_MS = 300_000  # sample timestamps this far from the scrape time are reported
@@ -149,10 +155,14 @@ class AgentSegmentSource:
         from aifinops.sources.telemetry import nvml
 
         path = Path(config.path)
-        data = path.read_bytes()
+        data = read_input(path)
         notes: list[str] = []
         records: list[dict[str, Any]] = []
-        for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+        # whole lines strictly; a last line cut by a crash may end inside a character
+        whole = data.rfind(b"\n") + 1
+        text = decode_text(data[:whole], str(path), what="an agent segment (JSON lines)")
+        text += data[whole:].decode("utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:

@@ -231,6 +231,13 @@ KSM_NODE_KEYS = {
     ),
     "zone": ("label_topology_kubernetes_io_zone", "label_failure_domain_beta_kubernetes_io_zone"),
     "gpu_model": ("label_nvidia_com_gpu_product",),
+    "mig_strategy": ("label_nvidia_com_mig_strategy",),
+}
+# the GPU resources kube-state-metrics names (dots and slashes made `_`), by their
+# Kubernetes names: whole GPUs, and time-sliced ones advertised as `nvidia.com/gpu.shared`
+KSM_GPU_RESOURCES = {
+    "nvidia_com_gpu": "nvidia.com/gpu",
+    "nvidia_com_gpu_shared": "nvidia.com/gpu.shared",
 }
 _CAPACITY = {
     "label_karpenter_sh_capacity_type": {"spot": "spot", "on-demand": "on-demand"},
@@ -266,4 +273,18 @@ def node_facts(labels: Mapping[str, str]) -> dict[str, Any]:
             row["provider"] = provider
     if labels.get("label_nvidia_com_gpu_count", "").isdigit():
         row["gpu_count"] = int(labels["label_nvidia_com_gpu_count"])
+    # GPU Feature Discovery's `nvidia.com/gpu.replicas`: how many pods share each GPU
+    if labels.get("label_nvidia_com_gpu_replicas", "").isdigit():
+        row["gpu_replicas"] = int(labels["label_nvidia_com_gpu_replicas"])
     return row
+
+
+def gpus_from_capacity(node: Mapping[str, Any], advertised: float) -> int | None:
+    """Physical GPUs from the GPU resources a node advertises (`kube_node_status_capacity`),
+    for a node without GFD's `nvidia.com/gpu.count` label: time-slicing advertises each GPU
+    `gpu.replicas` times. None under a MIG strategy, where the resources count MIG devices
+    (`single`) or only the GPUs not in MIG mode (`mixed`), not GPUs."""
+    if node.get("mig_strategy") not in (None, "", "none"):
+        return None
+    replicas = node.get("gpu_replicas") or 1
+    return int(advertised // replicas) if advertised >= 0 else None

@@ -206,15 +206,23 @@ class _Pull:
         for resource, column, scale in (
             ("cpu", "cpu_request", 1.0),
             ("memory", "mem_request_gib", 1 / 1024**3),
-            ("nvidia_com_gpu", "gpu_request", 1.0),
         ):
             requests = prom.selector("kube_pod_container_resource_requests", {"resource": resource})
             for s in self.pull(f"sum by (namespace, pod) (last_over_time({requests}{rng}))"):
                 row = pod(s.labels)
                 if row is not None and s.points:
                     row[column] = max(v for _, v in s.points) * scale
-                    if resource == "nvidia_com_gpu":
-                        row["gpu_resource"] = "nvidia.com/gpu"
+        # GPUs, whole or shared: kube-state-metrics writes `nvidia.com/gpu.shared` (the
+        # time-slicing resource with renameByDefault, what OpenCost reads) as
+        # `nvidia_com_gpu_shared`; the pod keeps the resource's Kubernetes name, as the
+        # Kubernetes dump path stores it
+        for resource, name in prom.KSM_GPU_RESOURCES.items():
+            requests = prom.selector("kube_pod_container_resource_requests", {"resource": resource})
+            for s in self.pull(f"sum by (namespace, pod) (last_over_time({requests}{rng}))"):
+                row = pod(s.labels)
+                if row is not None and s.points:
+                    row["gpu_request"] = row.get("gpu_request", 0.0) + max(v for _, v in s.points)
+                    row["gpu_resource"] = name
         nodes: dict[str, dict[str, Any]] = {}
         for s in self.pull(f"last_over_time(kube_node_labels{rng})"):
             if s.labels.get("node"):
@@ -222,9 +230,11 @@ class _Pull:
                 row["labels"] = prom.ksm_labels(s.labels, [])
                 row["source"] = "prometheus"
                 nodes[row["node_id"]] = row
+        gpu_capacity: dict[str, float] = {}
         for resource, column, scale in (
             ("cpu", "cpu_cores", 1.0),
             ("memory", "memory_gib", 1 / 1024**3),
+            *((r, "gpu", 1.0) for r in prom.KSM_GPU_RESOURCES),
         ):
             capacity = prom.selector("kube_node_status_capacity", {"resource": resource})
             for s in self.pull(f"last_over_time({capacity}{rng})"):
@@ -233,7 +243,14 @@ class _Pull:
                     row = nodes.setdefault(
                         name, {"node_id": name, "labels": {}, "source": "prometheus"}
                     )
-                    row[column] = s.points[-1][1] * scale
+                    if column == "gpu":
+                        gpu_capacity[name] = gpu_capacity.get(name, 0.0) + s.points[-1][1]
+                    else:
+                        row[column] = s.points[-1][1] * scale
+        for name, advertised in gpu_capacity.items():
+            count = prom.gpus_from_capacity(nodes[name], advertised)
+            if count and "gpu_count" not in nodes[name]:
+                nodes[name]["gpu_count"] = count
         namespaces = [
             {"namespace": s.labels["namespace"], "labels": prom.ksm_labels(s.labels, wanted)}
             for s in self.pull(f"last_over_time(kube_namespace_labels{rng})")
