@@ -131,3 +131,37 @@ def test_a_manifest_makes_the_files_given_the_whole_delivery(
         first.notes
     )
     assert _stored(svc) == (1280, _total(v2))
+
+
+def test_the_shell_loop_over_gzipped_parts(cli: Any, tmp_path: Path) -> None:
+    """`for f in *.csv.gz; do aifinops ingest cur $f; done`, as a user runs it; then a
+    part that cannot be told apart is refused (exit 2, nothing deleted) until --replace."""
+    import gzip
+
+    rows = _rows()
+    parts = _parts(tmp_path, rows, 3)
+    zipped = []
+    for p in parts:
+        gz = p.with_suffix(".csv.gz")
+        gz.write_bytes(gzip.compress(p.read_bytes()))
+        p.unlink()
+        zipped.append(gz)
+    for gz in zipped:
+        out = cli("--db", "loop.duckdb", "ingest", "cur", str(gz), cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+    summary = cli("--db", "loop.duckdb", "bills", "summary", "--format", "json", cwd=tmp_path)
+    (row,) = json.loads(summary.stdout)["rows"]
+    assert Decimal(str(row["billed_cost"])) == _total(rows)
+    changed = [dict(r) for r in rows[:427]]
+    changed[0][COST] = "9.99"
+    odd = _write(tmp_path / "odd.csv", changed)
+    refused = cli("--db", "loop.duckdb", "ingest", "cur", str(odd), cwd=tmp_path)
+    assert refused.returncode == 2 and "--replace" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    again = cli("--db", "loop.duckdb", "bills", "summary", "--format", "json", cwd=tmp_path)
+    assert json.loads(again.stdout) == json.loads(summary.stdout)  # nothing deleted
+    done = cli("--db", "loop.duckdb", "ingest", "cur", str(odd), "--replace", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    last = cli("--db", "loop.duckdb", "bills", "summary", "--format", "json", cwd=tmp_path)
+    (row,) = json.loads(last.stdout)["rows"]
+    assert Decimal(str(row["billed_cost"])) == _total(changed)

@@ -35,9 +35,12 @@ class Service:
         *,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
+        read_only: bool = False,
     ):
+        """`read_only`: a service for reads, which opens the store read-only (see
+        `Store.for_reads`); its methods that write fail on the store."""
         self.settings = settings
-        self.ctx = AppContext(settings, clock, sleep)
+        self.ctx = AppContext(settings, clock, sleep, read_only=read_only)
         self.ingest = Ingest(self.ctx)
         self.prices = Prices(self.ctx)
         self.costs = Costs(self.ctx, self.prices)

@@ -77,6 +77,9 @@ class Collect:
             wait = max(0.5, ((next_due or now) - self.ctx.now_ms()) / 1000)
             if seconds is not None:
                 wait = min(wait, max(0.0, seconds - (time.monotonic() - started)))
+            # DuckDB lets no one read a file while a process holds it for writing: let go
+            # of the store between runs, so `sources status`, `cost`... run meanwhile
+            self.ctx.close()
             pause(wait)
 
     def run_one(self, src: SourceConfig, now: int, last: dict[str, Any]) -> SourceRun:

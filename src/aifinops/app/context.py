@@ -1,5 +1,6 @@
 """What every part of the service shares: the settings, the clock, and the store (opened
-on first use, so that a command that never reads it never opens it)."""
+on first use, so that a command that never reads it never opens it; read-only for a
+service made to read, so that reads run while `collect` writes between its runs)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ class AppContext:
         settings: Settings,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
+        *,
+        read_only: bool = False,
     ):
         self.settings = settings
+        self.read_only = read_only
         self.clock = clock or (lambda: datetime.now(UTC))
         self.sleep = sleep or time.sleep
         self._store: Store | None = None
@@ -26,13 +30,16 @@ class AppContext:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.settings.db)
+            db = self.settings.db
+            self._store = Store.for_reads(db) if self.read_only else Store(db)
         return self._store
 
     def now_ms(self) -> int:
         return int(self.clock().timestamp() * 1000)
 
     def close(self) -> None:
+        """Close the store (the next use opens it again): `collect` closes it before it
+        sleeps, so that its write lock is held only while a run writes."""
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -23,6 +23,7 @@ from aifinops.core.model import (
     SharedGpuPolicy,
     UnitCounts,
     UnpricedNode,
+    even_split_note,
     normalise_dimension,
 )
 from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms, window_share
@@ -166,6 +167,8 @@ class Costs:
             key=lambda u: u.node,
         )
         notes = list(self.prices.notes)
+        if (even := even_split_note(result.even_split)) is not None:
+            notes.append(even)
         if q.team is not None:
             notes.append(f"rows limited to team {q.team!r}; asset_cost covers the whole fleet")
         if not rows and (extent := self._outside_data(win, q.team)):

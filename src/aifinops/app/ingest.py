@@ -16,6 +16,9 @@ from aifinops.store import facts as stored
 from aifinops.store import state
 from aifinops.tables import GPU_ENERGY, GPU_USAGE, rows_table
 
+EARLIEST_MS = 946_684_800_000  # 2000-01-01: no GPU sample is older
+DAY_MS = 86_400_000
+
 
 @dataclass
 class IngestResult:
@@ -89,9 +92,11 @@ class Ingest:
         try:
             whole, said, rows = Facts(), [*result.notes], 0
             any_part = False
+            low, high, dated = EARLIEST_MS, self.ctx.now_ms() + DAY_MS, _Dated()
             for part in reading.parts:
                 any_part = True
                 if part.usage is not None:
+                    part.usage = dated.keep(part.usage, low, high)
                     rows += store.stage_append(usage, part.usage)
                 if part.energy:
                     store.stage_append(energy, rows_table(part.energy, GPU_ENERGY))
@@ -103,6 +108,11 @@ class Ingest:
                     self.log(state.LoggedInput(reading.digest, reading.kind, reading.what))
                 return result
             whole.usage = None
+            if dated.dropped:  # never store them, nor let them widen what is replaced
+                result.notes.append(dated.note(low, high))
+                if whole.span is not None and dated.first is not None:
+                    whole.span = (max(whole.span[0], dated.first),
+                                  min(whole.span[1], dated.last + 1))  # fmt: skip
             digest = reading.digest or whole.digest
             nodes = stored.usage_nodes(store, usage) if rows else []
             result.rows = whole.rows if whole.rows is not None else rows
@@ -186,6 +196,47 @@ class Ingest:
                 "from telemetry that names the job (dcgm-exporter hpc_job, the agent)"
             )
         return notes
+
+
+class _Dated:
+    """Samples dated before 2000 or more than a day after now (a wrong clock, a corrupt
+    line): left out of what is stored, and counted for the note."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self.example: int | None = None
+        self.first: int | None = None  # the kept samples' extent
+        self.last: int | None = None
+
+    def keep(self, usage: pa.Table, low: int, high: int) -> pa.Table:
+        import pyarrow.compute as pc
+
+        if usage.num_rows == 0:
+            return usage
+        ts = usage.column("ts_ms")
+        ok = pc.and_(pc.greater_equal(ts, low), pc.less(ts, high))
+        kept = usage.filter(ok) if not pc.all(ok).as_py() else usage
+        if kept.num_rows < usage.num_rows:
+            self.dropped += usage.num_rows - kept.num_rows
+            if self.example is None:
+                self.example = usage.filter(pc.invert(ok)).column("ts_ms")[0].as_py()
+        if kept.num_rows:
+            lo, hi = pc.min_max(kept.column("ts_ms")).values()
+            self.first = lo.as_py() if self.first is None else min(self.first, lo.as_py())
+            self.last = hi.as_py() if self.last is None else max(self.last, hi.as_py())
+        return kept
+
+    def note(self, low: int, high: int) -> str:
+        when = "?" if self.example is None else _iso(self.example)
+        return (f"{self.dropped} sample row(s) dated outside {_iso(low)[:10]} .. "
+                f"{_iso(high)[:10]} (e.g. {when}) were not stored: a wrong clock or a corrupt "
+                "line?")  # fmt: skip
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).isoformat()
 
 
 def _gather(whole: Facts, part: Facts) -> None:

@@ -18,6 +18,7 @@ from aifinops.core.pricing import (
     NodeFacts,
     NodePrice,
     NodeRule,
+    price_hint,
     resolve_node_price,
     same_gpu,
     type_key,
@@ -37,6 +38,8 @@ class Prices:
         self.ctx = ctx
         self.notes: list[str] = []  # what the cost report should say about prices
         self._catalog: Catalog | None = None
+        # price-API answers a read-only store could not cache: (provider, fetched_ms, json)
+        self._unsaved: list[tuple[str, int, str]] = []
 
     @property
     def catalog(self) -> Catalog:
@@ -72,7 +75,7 @@ class Prices:
         now, ttl = self.ctx.now_ms(), self._ttl_ms()
         return {
             provider: offers_from_json(payload)
-            for provider, fetched, payload in state.cached_prices(self.ctx.store)
+            for provider, fetched, payload in state.cached_prices(self.ctx.store) + self._unsaved
             if now - fetched <= ttl
         }
 
@@ -104,7 +107,15 @@ class Prices:
                 result.status, result.notes = "failed", [note]
                 results.append(result)
                 continue
-            state.cache_prices(self.ctx.store, provider, self.ctx.now_ms(), offers_to_json(offers))
+            if self.ctx.store.read_only:  # a read (cost, prices show) beside a writer
+                self._unsaved.append((provider, self.ctx.now_ms(), offers_to_json(offers)))
+                note = (f"price API answer for {provider} used but not cached: the store is "
+                        "open read-only (`aifinops prices refresh` caches it)")  # fmt: skip
+                self.notes.append(note)
+                result.notes = [note]
+            else:
+                state.cache_prices(self.ctx.store, provider, self.ctx.now_ms(),
+                                   offers_to_json(offers))  # fmt: skip
             result.status, result.rows = "loaded", len(offers)
             results.append(result)
         self._catalog = None
@@ -191,14 +202,7 @@ class Prices:
             )  # fmt: skip
             g["nodes"].append(p.node_id)
         for g in groups.values():
-            if g["instance_type"]:
-                g["config"] = (
-                    f'prices: {{instance_types: {{"{g["instance_type"]}": <USD per node-hour>}}}}'
-                )
-            elif g["gpu_model"]:
-                g["config"] = f'prices: {{gpu_models: {{"{g["gpu_model"]}": <USD per GPU-hour>}}}}'
-            else:
-                g["config"] = "ingest the node's Kubernetes object or name its GPU model"
+            g["config"] = price_hint(g["instance_type"], g["gpu_model"])
         return sorted(
             groups.values(),
             key=lambda g: (g["instance_type"] is None, g["instance_type"] or "",

@@ -16,29 +16,52 @@ if TYPE_CHECKING:
     from aifinops.config import Settings
     from aifinops.service import IngestResult, Service
 
+# Plain help and usage errors (click's), not Rich's panels: rendering help through
+# `typer.rich_utils` imports Rich's markdown and panels, a third of a second on every --help
+PLAIN = None
+
 app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=PLAIN,
     add_completion=False,
     pretty_exceptions_enable=False,
     help="FinOps for AI infrastructure: what every GPU-hour cost, who used it, and how well.",
 )
-ingest_app = typer.Typer(no_args_is_help=True, help="Load telemetry and inventory into the store.")
-config_app = typer.Typer(no_args_is_help=True, help="Show the settings in force.")
+ingest_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=PLAIN,
+    help="Load telemetry and inventory into the store.",
+)
+config_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=PLAIN, help="Show the settings in force."
+)
 sources_app = typer.Typer(
-    no_args_is_help=True, help="The sources `collect` runs, and their health."
+    no_args_is_help=True,
+    rich_markup_mode=PLAIN,
+    help="The sources `collect` runs, and their health.",
 )
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(config_app, name="config")
 app.add_typer(sources_app, name="sources")
 bills_app = typer.Typer(
-    no_args_is_help=True, help="Bills: FOCUS cost lines and what they add up to."
+    no_args_is_help=True,
+    rich_markup_mode=PLAIN,
+    help="Bills: FOCUS cost lines and what they add up to.",
 )
 app.add_typer(bills_app, name="bills")
-tags_app = typer.Typer(no_args_is_help=True, help="Tag compliance of the bills.")
+tags_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=PLAIN, help="Tag compliance of the bills."
+)
 app.add_typer(tags_app, name="tags")
-export_app = typer.Typer(no_args_is_help=True, help="Exports for finance: FOCUS chargeback.")
+export_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=PLAIN, help="Exports for finance: FOCUS chargeback."
+)
 app.add_typer(export_app, name="export")
-prices_app = typer.Typer(no_args_is_help=True, help="The GPU price catalog, and what is unpriced.")
+prices_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=PLAIN,
+    help="The GPU price catalog, and what is unpriced.",
+)
 app.add_typer(prices_app, name="prices")
 
 
@@ -99,16 +122,19 @@ def _settings() -> Settings:
     return load_settings(state.config, flags={"db": state.db})
 
 
-def _service() -> Service:
+def _service(read_only: bool = False) -> Service:
     """This invocation's service, opened on first use. The root context holds it as a
     resource (`with_resource` enters it) and closes it when the command ends, whether the
-    command returned or raised: the one place the CLI closes a service."""
+    command returned or raised: the one place the CLI closes a service. A command that only
+    reads asks for it `read_only`: the store is opened read-only, so it runs while `collect`
+    writes and on a read-only file."""
     from aifinops.service import Service
 
     if state.service is None:
         if state.root is None:
             raise RuntimeError("_service() outside a command")
-        state.service = state.root.with_resource(Service(_settings()))
+        service = Service(_settings(), read_only=read_only)
+        state.service = state.root.with_resource(service)
     return state.service
 
 
@@ -263,7 +289,9 @@ def ingest_inference(
     )
 
 
-def _ingest_bills(kind: str, files: list[Path], options: dict[str, Any] | None = None) -> None:
+def _ingest_bills(
+    kind: str, files: list[Path], options: dict[str, Any] | None = None, replace: bool = False
+) -> None:
     from rich.progress import Progress
 
     with Progress(console=_console(stderr=True), transient=True) as bar:
@@ -272,7 +300,11 @@ def _ingest_bills(kind: str, files: list[Path], options: dict[str, Any] | None =
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, completed=done, description=f"{what}: {done:,}")
 
-        _report_ingest(_service().ingest_bills(kind, files, options=options, progress=progress))
+        _report_ingest(
+            _service().ingest_bills(
+                kind, files, options=options, progress=progress, replace=replace
+            )
+        )
 
 
 _BILL_FILES = "Files of one delivery (CSV, gzipped CSV or Parquet); parts of one period together."
@@ -301,10 +333,21 @@ def ingest_focus(
 
 @ingest_app.command("cur")
 def ingest_cur(
-    files: Annotated[list[Path], typer.Argument(help=_BILL_FILES)], pad: PadOption = False
+    files: Annotated[list[Path], typer.Argument(help=_BILL_FILES)],
+    pad: PadOption = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace the billing periods these files carry, even where their line ids "
+            "cannot tell a restatement from another part of the stored delivery.",
+        ),
+    ] = False,
 ) -> None:
-    """Load AWS Cost and Usage Reports, legacy (lineItem/...) or CUR 2.0 (line_item_...)."""
-    _ingest_bills("cur", files, _pad(pad))
+    """Load AWS Cost and Usage Reports, legacy (lineItem/...) or CUR 2.0 (line_item_...).
+    Parts of one delivery may come one command at a time: they add up (by their line ids,
+    or the CUR manifest beside them)."""
+    _ingest_bills("cur", files, _pad(pad), replace)
 
 
 class AzureDataset(StrEnum):
@@ -350,7 +393,7 @@ def bills_summary(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Billed, effective and list cost, per currency (never summed across currencies)."""
-    rows = _service().bills_summary(by=_split(by), window=window)
+    rows = _service(read_only=True).bills_summary(by=_split(by), window=window)
     for r in rows:
         r.pop("_billed", None)
     flat = [{**r["key"], **{k: v for k, v in r.items() if k != "key"}} for r in rows]
@@ -368,7 +411,7 @@ def tags_report(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Share of billed cost carrying the required tags, and the largest untagged resources."""
-    report = _service().tags_report(required=tag, window=window)
+    report = _service(read_only=True).tags_report(required=tag, window=window)
     required = ", ".join(report["required_tags"])
     shares = []
     for c in report["currencies"]:
@@ -389,7 +432,7 @@ def export_focus(
     step: Annotated[str, typer.Option(help="One line per workload and step.")] = "1h",
 ) -> None:
     """The allocated chargeback, per workload and step, as a FOCUS 1.2 dataset."""
-    done = _service().export_focus(output, window=window, last=last, step=step)
+    done = _service(read_only=True).export_focus(output, window=window, last=last, step=step)
     _console().print(
         f"{done['rows']:,} lines, {done['billed_cost']:,.2f} {done['currency']} "
         f"({done['window'][0]} to {done['window'][1]}) -> {done['path']}"
@@ -407,7 +450,7 @@ def export_chargeback(
     """A month's chargeback per team (or other dimensions) as a plain CSV for finance."""
     from aifinops.outputs.chargeback import chargeback_csv
 
-    rows = _service().export_chargeback(output, month=month, by=_split(by))
+    rows = _service(read_only=True).export_chargeback(output, month=month, by=_split(by))
     if output is None:
         sys.stdout.write(chargeback_csv(rows))
     else:
@@ -485,7 +528,7 @@ def sources_status(
     """Each configured source: last run, last success, checkpoint, errors."""
     cols = ("name", "kind", "state", "last_run", "last_ok", "checkpoint", "runs", "failures",
             "rows", "last_error")  # fmt: skip
-    _emit(_service().sources_status(), fmt, title="Sources", columns=cols)
+    _emit(_service(read_only=True).sources_status(), fmt, title="Sources", columns=cols)
 
 
 # -- prices -------------------------------------------------------------------------------
@@ -516,7 +559,7 @@ def prices_show(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Catalog offers: hourly prices on-demand and spot, per GPU, with source and date."""
-    rows = _service().price_offers(
+    rows = _service(read_only=True).price_offers(
         gpu=gpu, instance_type=instance_type, provider=provider, region=region
     )
     _emit(rows, fmt, title=f"{len(rows)} offers", columns=_OFFER_COLUMNS)
@@ -529,7 +572,7 @@ def prices_compare(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Offers of one GPU model, cheapest per GPU-hour first."""
-    rows = _service().price_offers(gpu=gpu, spot=spot)
+    rows = _service(read_only=True).price_offers(gpu=gpu, spot=spot)
     kind = "spot" if spot else "on-demand"
     title = f"{gpu}: {len(rows)} {kind} offers, cheapest per GPU-hour first"
     _emit(rows, fmt, title=title, columns=_OFFER_COLUMNS)
@@ -556,7 +599,7 @@ def prices_missing(
 ) -> None:
     """Instance types and GPU models in the store that no price covers, with the config line
     that would price them (their cost is in __unpriced__ until then)."""
-    rows = _service().missing_prices()
+    rows = _service(read_only=True).missing_prices()
     _emit(rows, fmt, title=f"{len(rows)} price(s) missing",
           columns=("instance_type", "gpu_model", "nodes", "reason", "config"))  # fmt: skip
 
@@ -569,7 +612,7 @@ def energy(
 ) -> None:
     """Energy per node from the GPUs' energy counters, and its power cost where an on-prem
     model prices power."""
-    rows = _service().energy(window=window, last=last)
+    rows = _service(read_only=True).energy(window=window, last=last)
     _emit(rows, fmt, title="GPU energy", columns=("node", "gpus", "energy_kwh", "power_cost"))
 
 
@@ -673,11 +716,11 @@ def cost(
             given.append("--source")
         if given:
             raise UsageError(f"{', '.join(given)} cannot go with --reconciled")
-        report = _service().reconcile(
+        report = _service(read_only=True).reconcile(
             window=window, last=last, by=by.split(","), idle=idle, shared_gpu=shared_gpu
         )
     else:
-        report = _service().cost(
+        report = _service(read_only=True).cost(
             window=window,
             last=last,
             step=step,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aifinops.core.model import BUCKETS, IDLE, SHARED, UNALLOCATED, UNPRICED, CostReport, CostRow
 from aifinops.core.money import ZERO, plain, to_cents
+from aifinops.core.pricing import price_hint
 from aifinops.core.reconcile import ReconciledReport
 from aifinops.outputs.csv_cells import csv_text
 
@@ -356,10 +357,7 @@ def _footnotes(report: CostReport, console: Console) -> None:
             "GPU-hours are in __unpriced__ at no cost. Add to the config file:"
         )
         for u in report.unpriced:
-            if u.instance_type:
-                line = f'prices: {{instance_types: {{"{u.instance_type}": <USD per node-hour>}}}}'
-            else:
-                line = f'prices: {{gpu_models: {{"{u.gpu_model}": <USD per GPU-hour>}}}}'
+            line = price_hint(u.instance_type, u.gpu_model)
             console.print(
                 f"  {u.node} ({u.reason}; {hours(u.gpu_hours)} GPU-h): {line}", markup=False
             )
@@ -378,6 +376,8 @@ def demo(result: DemoResult, console: Console) -> None:
     )
     console.print(cost_table(result.by_team))
     console.print(cost_table(result.by_model))
+    if any(r.units is not None for r in result.by_model.rows):  # the capture's model servers
+        console.print(unit_table(result.by_model))
     team = result.by_team
     idle = _bucket(team, IDLE)
     waste = sum((r.waste_cost for r in team.rows), ZERO)

@@ -17,6 +17,24 @@ UNPRICED = "__unpriced__"
 BUCKETS = (IDLE, UNALLOCATED, SHARED, UNPRICED)
 
 
+# Why a time-sliced GPU's time was split evenly among its pods, not by request / replicas
+REPLICAS_UNKNOWN = "replicas unknown"
+MORE_PODS_THAN_REPLICAS = "pods ask for more than the replicas"
+REQUEST_UNKNOWN = "a pod's GPU request unknown"
+
+
+def even_split_note(nodes: dict[str, tuple[str, ...]]) -> str | None:
+    """The report's note on shared GPUs split evenly among the pods present, not by
+    `request / replicas` (DESIGN §2.4): each node with its reasons."""
+    if not nodes:
+        return None
+    listed = "; ".join(f"{node} ({', '.join(why)})" for node, why in sorted(nodes.items()))
+    return (
+        "shared (time-sliced) GPUs split evenly among the pods on them, not by "
+        f"request / replicas, on {len(nodes)} node(s): {listed}"
+    )
+
+
 class IdlePolicy(StrEnum):
     SEPARATE = "separate"
     WEIGHTED = "weighted"

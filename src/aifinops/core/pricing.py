@@ -451,3 +451,16 @@ def _offer_price(offer: CatalogOffer, capacity_type: str | None) -> Decimal:
     if _is_spot(capacity_type) and offer.spot_hourly is not None:
         return offer.spot_hourly
     return offer.on_demand_hourly
+
+
+def price_hint(instance_type: str | None, gpu_model: str | None) -> str:
+    """The config line that would price an unpriced node (or what to do when nothing
+    about it could be priced: no instance type and no GPU model known)."""
+    if instance_type:
+        return f'prices: {{instance_types: {{"{instance_type}": <USD per node-hour>}}}}'
+    if gpu_model:
+        return f'prices: {{gpu_models: {{"{gpu_model}": <USD per GPU-hour>}}}}'
+    return (
+        "its GPU model is unknown: ingest its Kubernetes node object, or its nvidia-smi "
+        "-q -x inventory, or price it by name (prices: {nodes: {NODE: <USD per node-hour>}})"
+    )

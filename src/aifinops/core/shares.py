@@ -19,10 +19,11 @@ Weights are exact: ints, Fractions, Decimals, or floats taken at their exact bin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 from math import lcm
+from typing import Any
 
 Weight = int | Fraction | Decimal | float
 
@@ -82,3 +83,16 @@ def _ratio(weight: Weight) -> tuple[int, int]:
     if num < 0:
         raise ValueError(f"weight {weight!r} is negative")
     return num, den
+
+
+def gpus_from_capacity(node: Mapping[str, Any], advertised: float) -> int | None:
+    """Physical GPUs from the GPU resources a node advertises (Kubernetes capacity
+    `nvidia.com/gpu`, `nvidia.com/gpu.shared`), for a node without GFD's
+    `nvidia.com/gpu.count` label: time-slicing advertises each GPU `gpu_replicas` times.
+    None under a MIG strategy, where the resources count MIG devices (`single`) or only the
+    GPUs not in MIG mode (`mixed`), not GPUs. The one rule for the Kubernetes dump and API
+    and the Prometheus path."""
+    if node.get("mig_strategy") not in (None, "", "none"):
+        return None
+    replicas = node.get("gpu_replicas") or 1
+    return int(advertised // replicas) if advertised >= 0 else None

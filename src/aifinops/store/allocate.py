@@ -5,6 +5,9 @@ The steps, each a set operation:
      output or the idle policy keeps steps), sum held GPU-ms (by the shared-GPU policy)
      and busy GPU-ms. Each node's presence per step (its device-ms / its GPUs) comes from
      the `node_presence` roll-up of the same samples (docs/decisions/0006).
+     1b. Under the `request` policy, holders of time-sliced GPUs (nodes with
+     `gpu_replicas` > 1) hold `request / replicas` of each sample and the rest is idle:
+     correction rows from those nodes' samples only (docs/decisions/0011).
   2. Join node prices (a small table): GPU cost = held ms x per-GPU price; waste =
      max(held - used, 0) ms x price over the row's span.
   3. CPU and RAM: each workload on a priced node is charged max(request, usage) x unit
@@ -21,7 +24,7 @@ on the final rows, by the caller (docs/decisions/0002).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import ibis
@@ -35,6 +38,9 @@ from aifinops.core.attribution import AttributionRules
 from aifinops.core.model import (
     ATTRIBUTED_DIMENSIONS,
     IDLE,
+    MORE_PODS_THAN_REPLICAS,
+    REPLICAS_UNKNOWN,
+    REQUEST_UNKNOWN,
     SHARED,
     UNALLOCATED,
     UNPRICED,
@@ -85,6 +91,8 @@ class AllocationResult:
     #                 idle_units, waste_units, signals
     asset_units: Decimal
     unpriced: pa.Table  # node_id, gpu_ms
+    # time-sliced GPUs split evenly, not by request / replicas: node -> why (step 1b)
+    even_split: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def price_table(prices: list[NodePrice], nodes: pa.Table) -> pa.Table:
@@ -172,8 +180,123 @@ def allocate(
         dev=_cast(n.dev.sum(), MS)
     )
     with _Temps(store) as temps:
+        even: dict[str, tuple[str, ...]] = {}
+        if query.shared_gpu is SharedGpuPolicy.REQUEST:
+            scanned, even = _request_shares(store, temps, u, scanned, query)
         g = temps.create("alloc_scan", scanned)
-        return _allocate_from_scan(store, temps, g, presence, p, query, rules)
+        result = _allocate_from_scan(store, temps, g, presence, p, query, rules)
+        return replace(result, even_split=even)
+
+
+def _request_shares(
+    store: Store, temps: _Temps, u: ir.Table, scanned: ir.Table, query: AllocationQuery
+) -> tuple[ir.Table, dict[str, tuple[str, ...]]]:
+    """1b. The `request` policy on time-sliced GPUs (DESIGN §2.4, docs/decisions/0011).
+
+    Samples are stored with a shared GPU's time split evenly among the pods on it (the
+    scrape knows neither the node's replicas nor the pods' requests). On nodes with
+    `gpu_replicas` > 1, each holder of a sample is given instead `request / replicas` of
+    the sample's time (a request counts on each GPU the pod is on), and the unheld rest
+    goes to the NULL holder (idle): the difference is added to the scan as correction
+    rows, so a sample's rows still sum to its duration. Only those nodes' samples are read
+    again (sums per sample, joined back to its holders); the rest of the fleet stays one
+    scan. The even split stays where a sample's pods ask for more than the replicas or a
+    pod's request is unknown, and where a pod asks for `nvidia.com/gpu.shared` on a node
+    whose replicas are unknown: those nodes come back with their reasons, for the report."""
+    s, e = query.start_ms, query.end_ms
+    nodes = store.table("nodes")
+    sliced = nodes.filter(nodes.gpu_replicas > 1).select(
+        sl_node=nodes.node_id, replicas=nodes.gpu_replicas.cast("float64")
+    )
+    even: dict[str, set[str]] = {}
+    rows = scanned
+    if store.arrow(sliced.limit(1)).num_rows:
+        rows = _request_corrections(store, temps, u, scanned, sliced, query, even)
+    # pods asking for a shared GPU on a node whose replicas nobody said
+    wl = store.table("workloads")
+    wl = wl.filter(
+        (wl.gpu_resource == "nvidia.com/gpu.shared")
+        & wl.node_id.notnull()
+        & (wl.start_ms.fill_null(s) < e)
+        & (wl.end_ms.fill_null(e) > s)
+    )
+    wl = wl.anti_join(sliced, wl.node_id == sliced.sl_node).select("node_id").distinct()
+    for r in store.arrow(wl).to_pylist():
+        even.setdefault(r["node_id"], set()).add(REPLICAS_UNKNOWN)
+    return rows, {node: tuple(sorted(why)) for node, why in sorted(even.items())}
+
+
+def _request_corrections(
+    store: Store,
+    temps: _Temps,
+    u: ir.Table,
+    scanned: ir.Table,
+    sliced: ir.Table,
+    query: AllocationQuery,
+    even: dict[str, set[str]],
+) -> ir.Table:
+    """The scan with the request-share corrections of the samples on `sliced` nodes added;
+    the nodes where a sample stayed split evenly go into `even`, with why."""
+    s = query.start_ms
+    w = store.table("workloads").select(wl_id="workload_id", request="gpu_request")
+    x = u.join(sliced, u.node_id == sliced.sl_node)
+    x = x.left_join(w, x.workload_id == w.wl_id)
+    x = x.select("ts_ms", "node_id", "gpu_id", "workload_id", "held_req", "replicas", "request")
+    # per sample: its duration, the replicas its pods ask for, how many pods' are unknown
+    keys = ["ts_ms", "node_id", "gpu_id"]
+    per = x.group_by(keys).aggregate(
+        dur=x.held_req.sum(),
+        wanted=x.request.sum(),
+        unknown=(x.workload_id.notnull() & x.request.isnull()).cast("int64").sum(),
+    )
+    h = x.filter(x.workload_id.notnull())
+    x = h.join(per, keys).select(
+        h.ts_ms, h.node_id, h.workload_id, h.held_req, h.replicas, h.request, per.dur,
+        per.wanted, per.unknown,
+    )  # fmt: skip
+    over = x.wanted > x.replicas + 1e-9
+    by_request = (x.unknown == 0) & ~over
+    new = _cast(_cast(x.dur, MS) * _cast(x.request / x.replicas, RATE), MS)
+    delta = by_request.ifelse(_cast(new - x.held_req, MS), ibis.literal(Decimal(0), type=MS))
+    step = _step(x.ts_ms, s, query.step_ms) if query.stepwise else ibis.literal(s)
+    fixes = temps.create(
+        "alloc_request",
+        x.group_by([step.cast("int64").name("step"), x.node_id, x.workload_id]).aggregate(
+            delta=_cast(delta.sum(), MS),
+            over=over.any(),
+            unknown=(x.unknown > 0).any(),
+        ),
+    )
+    zero_ms = ibis.literal(Decimal(0), type=MS)
+
+    def shaped(t: ir.Table, workload: ir.Value, held: ir.Value, used: ir.Value) -> ir.Table:
+        return t.select(
+            step=_cast(t.step, "int64"),
+            node_id=_cast(t.node_id, "string"),
+            workload_id=_cast(workload, "string"),
+            held=_cast(held, MS),
+            used=_cast(used, MS),
+        )
+
+    idle = fixes.group_by(["step", "node_id"]).aggregate(held=-fixes.delta.sum())
+    rows = ibis.union(
+        shaped(scanned, scanned.workload_id, scanned.held, scanned.used),
+        shaped(fixes, fixes.workload_id, fixes.delta, zero_ms),
+        shaped(idle, ibis.null("string"), idle.held, zero_ms),
+    )
+    rows = rows.group_by(["step", "node_id", "workload_id"]).aggregate(
+        held=_cast(rows.held.sum(), MS), used=_cast(rows.used.sum(), MS)
+    )
+    flagged = fixes.group_by("node_id").aggregate(
+        over=fixes.over.any(), unknown=fixes.unknown.any()
+    )
+    flagged = flagged.filter(flagged.over | flagged.unknown)
+    for r in store.arrow(flagged).to_pylist():
+        if r["over"]:
+            even.setdefault(r["node_id"], set()).add(MORE_PODS_THAN_REPLICAS)
+        if r["unknown"]:
+            even.setdefault(r["node_id"], set()).add(REQUEST_UNKNOWN)
+    return rows
 
 
 def _step(ts: ir.IntegerValue, start: int, step_ms: int) -> ir.IntegerValue:
@@ -237,7 +360,7 @@ def _allocate_from_scan(
             ram_asset=_cast(pres.present_ms * pres.ram_node_rate, UNITS),
         ),
     )
-    per_node = store.con.to_pyarrow(
+    per_node = store.arrow(
         pres.group_by(["node_id", "priced"]).aggregate(
             asset=(pres.gpu_asset + pres.cpu_asset + pres.ram_asset).sum(), gpu_ms=pres.dev.sum()
         )
@@ -297,9 +420,9 @@ def _allocate_from_scan(
     keys = list(query.by) + (["step"] if query.per_step else [])
     metrics = {**_sums(rows), "signals": rows.util_signal.collect(distinct=True)}
     if keys:
-        result = store.con.to_pyarrow(rows.group_by(keys).aggregate(**metrics).order_by(keys))
+        result = store.arrow(rows.group_by(keys).aggregate(**metrics).order_by(keys))
     else:
-        result = store.con.to_pyarrow(rows.aggregate(**metrics))
+        result = store.arrow(rows.aggregate(**metrics))
     return AllocationResult(result, asset_units, unpriced)
 
 
@@ -373,7 +496,7 @@ def _cpu_ram_rows(store: Store, temps: _Temps, pres: ir.Table, query: Allocation
             tot.ram_asset.cast("float64") / tot.ram_sum.cast("float64"), 1.0
         ),
     )
-    over_rows = store.con.to_pyarrow(over)
+    over_rows = store.arrow(over)
     if over_rows.num_rows == 0:
         charged = want.select(
             "step", "node_id", "workload_id", cpu_units=want.cpu_want, ram_units=want.ram_want

@@ -172,7 +172,7 @@ def summary(
         effective_cost=t.effective_cost.sum(),
         list_cost=t.list_cost.sum(),
     )
-    return store.con.to_pyarrow(grouped.order_by(list(keys))).to_pylist()
+    return store.arrow(grouped.order_by(list(keys))).to_pylist()
 
 
 def tag_coverage(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import ibis
 import pyarrow as pa
 
@@ -16,6 +18,11 @@ from aifinops.errors import StoreError
 from aifinops.store.migrations import MIGRATIONS
 
 DEFAULT_DB = "aifinops.duckdb"
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+# DuckDB lets one process write a file, or any number read it, never both at once: an open
+# that meets the other kind's lock is retried for this long (seconds), backing off
+LOCK_WAIT_S = 5.0
 
 
 # a DuckDB database file starts with an 8-byte checksum, then this magic
@@ -55,18 +62,29 @@ def refuse_non_duckdb(path: Path) -> None:
 
 
 class Store:
-    """A connection to the fact store through Ibis, with the schema migrated."""
+    """A connection to the fact store through Ibis. Read-write (the default) migrates the
+    schema; `Store.for_reads` opens it read-only, so reads run beside a writer's runs and on
+    a read-only file."""
 
     _stages = 0
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        lock_wait: float = LOCK_WAIT_S,
+    ):
         self.path = str(path) if path is not None else ":memory:"
+        self.read_only = read_only
         if self.path != ":memory:":
             refuse_non_duckdb(Path(self.path))
         try:
-            if self.path != ":memory:":
+            if self.path != ":memory:" and not read_only:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.con = ibis.duckdb.connect(self.path, read_only=read_only)
+            self.con = _connect(self.path, read_only, lock_wait)
+        except StoreError:
+            raise
         except Exception as exc:  # duckdb raises IOException, ConnectionException...
             raise StoreError(
                 f"cannot open the store: {exc}",
@@ -76,6 +94,30 @@ class Store:
             ) from exc
         if not read_only:
             self.migrate()
+
+    @classmethod
+    def for_reads(
+        cls, path: str | os.PathLike[str] | None, *, lock_wait: float = LOCK_WAIT_S
+    ) -> Store:
+        """Open the store to read: read-only and without migrations, so a read runs while
+        `collect` writes between its runs, several reads run at once, and a read-only file
+        can be read. A store that does not exist yet, or whose schema is behind this
+        version's, is opened read-write once instead (created or migrated, as every command
+        did before), and that connection is kept for the read."""
+        if path is None or str(path) == ":memory:" or not Path(path).exists():
+            return cls(path, lock_wait=lock_wait)
+        try:
+            store = cls(path, read_only=True, lock_wait=lock_wait)
+        except StoreError as error:
+            if not isinstance(error.__cause__, duckdb.ConnectionException):
+                raise
+            # this process holds the file read-write already (a test, the demo): DuckDB
+            # shares one database per file and process, so use that configuration
+            return cls(path, lock_wait=lock_wait)
+        if store.schema_version() >= LATEST_VERSION:
+            return store
+        store.close()
+        return cls(path, lock_wait=lock_wait)
 
     def close(self) -> None:
         self.con.disconnect()
@@ -101,6 +143,12 @@ class Store:
         return applied
 
     def schema_version(self) -> int:
+        """The newest migration applied; 0 for a database that has none (a new file)."""
+        if not self.raw(
+            "SELECT 1 FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND table_name = 'schema_migrations'"
+        ):
+            return 0
         rows = self.raw("SELECT max(version) FROM schema_migrations")
         return int(rows[0][0] or 0) if rows else 0
 
@@ -119,6 +167,18 @@ class Store:
 
     def table(self, name: str) -> ibis.Table:
         return self.con.table(name)
+
+    def arrow(self, expr: ibis.Expr) -> pa.Table:
+        """Run an Ibis expression and fetch its result as Arrow, typed as the expression's
+        schema. Every query of store/ fetches through here: Ibis's own `to_pyarrow`
+        imports pandas (a second, cold) for its type converter, which a read never needs."""
+        from ibis.formats.pyarrow import PyArrowData
+
+        table = expr.as_table()
+        # what `to_pyarrow` does first: register the memtables (and UDFs) it refers to
+        self.con._run_pre_execute_hooks(table)
+        result = self.con.con.sql(self.con.compile(table)).to_arrow_table()
+        return PyArrowData.convert_table(result, table.schema())
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -230,3 +290,31 @@ class Store:
     def count(self, table: str) -> int:
         rows = self.raw(f'SELECT count(*) FROM "{table}"')
         return int(rows[0][0]) if rows else 0
+
+
+def _connect(path: str, read_only: bool, lock_wait: float) -> Any:
+    """Connect, retrying while another process holds a conflicting lock on the file (a
+    writer, for a read; readers or a writer, for a write) for up to `lock_wait` seconds."""
+    deadline, pause = time.monotonic() + lock_wait, 0.05
+    while True:
+        try:
+            return ibis.duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            # DuckDB has no error class of its own for a lock held elsewhere; its message
+            # is the one way to tell it from a missing or unreadable file
+            if "could not set lock" not in str(exc).lower():
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreError(
+                    "another aifinops process is writing to the store (collect, an ingest)"
+                    if read_only
+                    else "another aifinops process has the store open (collect, an ingest, "
+                    "or a read)",
+                    where=path,
+                    hint=f"tried for {lock_wait:g} s; run the command again when it is done "
+                    "(collect holds the store only while a run writes), or give another "
+                    "store with --db",
+                ) from exc
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 1.0)

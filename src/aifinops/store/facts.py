@@ -112,7 +112,7 @@ def allocations_in(store: Store, source: str, start_ms: int, end_ms: int) -> lis
     """Imported allocations of `source` that overlap [start, end)."""
     t = store.table("external_allocations")
     t = t.filter((t.source == source) & (t.start_ms < end_ms) & (t.end_ms > start_ms))
-    return store.con.to_pyarrow(t).to_pylist()
+    return store.arrow(t).to_pylist()
 
 
 def allocations_extent(store: Store, source: str) -> tuple[int, int] | None:
@@ -124,7 +124,7 @@ def allocations_extent(store: Store, source: str) -> tuple[int, int] | None:
 
 # -- nodes, workloads, namespaces -----------------------------------------------------------
 def nodes(store: Store) -> pa.Table:
-    return store.con.to_pyarrow(store.table("nodes"))
+    return store.arrow(store.table("nodes"))
 
 
 def node_column(store: Store, column: str) -> dict[str, Any]:
@@ -206,10 +206,7 @@ def _merge(
     if not new:
         return
     t = store.table(table)
-    old = {
-        r[key]: r
-        for r in store.con.to_pyarrow(t.filter(t[key].isin([r[key] for r in new]))).to_pylist()
-    }
+    old = {r[key]: r for r in store.arrow(t.filter(t[key].isin([r[key] for r in new]))).to_pylist()}
     merged = [
         row
         if row[key] not in old

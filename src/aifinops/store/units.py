@@ -20,7 +20,7 @@ def counter_increases(store: Store, start_ms: int, end_ms: int) -> pa.Table:
     inc = prev.isnull().ifelse(0.0, (c.value >= prev).ifelse(c.value - prev, c.value))
     c = c.mutate(inc=inc)
     c = c.filter(c.ts_ms >= start_ms)
-    return store.con.to_pyarrow(
+    return store.arrow(
         c.group_by(["model", "metric"])
         .aggregate(increase=c.inc.sum())
         .order_by(["model", "metric"])
@@ -48,7 +48,7 @@ def energy_increases(
     )
     if start_ms is not None:
         e = e.filter(e.ts_ms >= start_ms)
-    return store.con.to_pyarrow(
+    return store.arrow(
         e.group_by(["node_id", "gpu_id"])
         .aggregate(energy_mj=e.inc.sum(), span_ms=e.dt.sum())
         .order_by(["node_id", "gpu_id"])

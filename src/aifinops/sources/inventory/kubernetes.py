@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aifinops.core.shares import gpus_from_capacity
 from aifinops.core.windows import iso_ms
 from aifinops.errors import InputError
 
@@ -122,13 +123,9 @@ def node_row(item: dict[str, Any], where: str) -> dict[str, Any]:
     for key, values in _SPOT.items():
         if key in labels:
             capacity_type = values.get(labels[key], capacity_type)
-    gpu_count = (
-        labels.get("nvidia.com/gpu.count")
-        or capacity.get(GPU)
-        or capacity.get("alibabacloud.com/gpu-count")
-        or capacity.get("aliyun.com/gpu-count")
-    )
     replicas = labels.get("nvidia.com/gpu.replicas")
+    gpu_replicas = int(replicas) if replicas and replicas.isdigit() else None
+    mig_strategy = labels.get("nvidia.com/mig.strategy")
     return {
         "node_id": name,
         "provider": _provider(provider_id, labels),
@@ -141,15 +138,37 @@ def node_row(item: dict[str, Any], where: str) -> dict[str, Any]:
         or labels.get("aliyun.accelerator/nvidia_name")
         or labels.get("cloud.google.com/gke-accelerator")
         or labels.get("k8s.amazonaws.com/accelerator"),
-        "gpu_count": int(float(gpu_count)) if gpu_count else 0,
+        "gpu_count": _gpu_count(labels, capacity, mig_strategy, gpu_replicas),
         "cpu_cores": parse_cpu(capacity.get("cpu")),
         "memory_gib": parse_memory_gib(capacity.get("memory")),
-        "mig_strategy": labels.get("nvidia.com/mig.strategy"),
-        "gpu_replicas": int(replicas) if replicas and replicas.isdigit() else None,
+        "mig_strategy": mig_strategy,
+        "gpu_replicas": gpu_replicas,
         "resource_id": resource_id(provider_id),
         "labels": labels,
         "source": "kubernetes",
     }
+
+
+def _gpu_count(
+    labels: dict[str, str],
+    capacity: dict[str, Any],
+    mig_strategy: str | None,
+    replicas: int | None,
+) -> int:
+    """Physical GPUs: GFD's `nvidia.com/gpu.count` label, else the advertised capacity
+    (`nvidia.com/gpu` and `nvidia.com/gpu.shared` on a time-sliced node are GPUs x
+    replicas; under a MIG strategy they count MIG devices, not GPUs: 0, unknown), else the
+    Alibaba Cloud GPU counts."""
+    count = labels.get("nvidia.com/gpu.count")
+    if count:
+        return int(float(count))
+    advertised = [capacity[k] for k in (GPU, GPU_SHARED) if capacity.get(k) not in (None, "")]
+    if advertised:
+        total = sum(float(v) for v in advertised)
+        node = {"mig_strategy": mig_strategy, "gpu_replicas": replicas}
+        return gpus_from_capacity(node, total) or 0
+    other = capacity.get("alibabacloud.com/gpu-count") or capacity.get("aliyun.com/gpu-count")
+    return int(float(other)) if other else 0
 
 
 def pod_row(item: dict[str, Any], where: str) -> dict[str, Any]:

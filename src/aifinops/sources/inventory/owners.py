@@ -39,10 +39,10 @@ class Owner:
 
 
 def read_owners(path: Path) -> list[Owner]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read the owners file: {exc}", where=str(path)) from exc
+    from aifinops.sources.inputs import decode_text, read_input
+
+    # UTF-8 with or without a BOM, or UTF-16; anything else names its first bad byte
+    text = decode_text(read_input(path), str(path), what="an owners CSV").removeprefix("\ufeff")
     reader = csv.DictReader(text.splitlines())
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED if c not in fields]

@@ -9,6 +9,7 @@ account is the team, the user the owner; partition, QOS and GPU type are labels.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from aifinops.core.windows import parse_time, to_ms
 from aifinops.errors import InputError
 from aifinops.sources.inputs import load_json
 
+# the most hosts one bracket range of a hostlist may name (a damaged file's `n[1-99999999]`
+# must not expand into a hundred million names)
+MAX_HOSTS = 100_000
 _MEM = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0, "P": 1024.0**2}
 
 
@@ -94,9 +98,12 @@ class Accounting:
 
 
 def read_sacct(path: Path, timezone: str = "UTC") -> Accounting:
+    from aifinops.sources.inputs import decode_text, read_input
+
     if not path.is_file():
         raise InputError("no such file", where=str(path))
-    text = path.read_text(encoding="utf-8", errors="replace")
+    # UTF-8 (a BOM is fine) or UTF-16; binary or another encoding names its first bad byte
+    text = decode_text(read_input(path), str(path), what="sacct output").removeprefix("\ufeff")
     head = text.lstrip()[:1]
     if head in ("{", "["):
         return _from_json(text, str(path))
@@ -121,7 +128,8 @@ def _from_json(text: str, where: str) -> Accounting:
     for i, raw in enumerate(raw_jobs):
         try:
             out.jobs.append(_json_job(raw))
-        except (KeyError, TypeError, ValueError) as error:
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            # one job the file mangled: reported and skipped, the others still count
             out.problems.append(f"{where}: jobs[{i}] skipped: {error!r}")
     return out
 
@@ -226,41 +234,49 @@ def _from_parsable(text: str, where: str, tz: ZoneInfo) -> Accounting:
             i = cols.get(name)
             return cells[i].strip() if i is not None else ""
 
-        job_id = cell("job_id")
-        base, _, step = job_id.partition(".")
         try:
-            start = _parse_time(cell("start"), tz)
-            end = _parse_time(cell("end"), tz)
-        except ValueError as error:
+            job = _parsable_job(cell, tz, jobs)
+        except ValueError as error:  # a cell the line mangled: reported, the rest count
             out.problems.append(f"{where}:{number}: {error}; skipped")
             continue
-        if step:
-            parent = jobs.get(base)
-            if parent is not None:
-                parent.steps += 1
-                if not parent.nodes and cell("nodes"):
-                    parent.nodes = expand_hostlist(cell("nodes"))
-            continue
-        state = cell("state").split(" ")[0] or None
-        job = Job(
-            job_id=base,
-            name=cell("name") or None,
-            user=cell("user") or None,
-            account=cell("account") or None,
-            partition=cell("partition") or None,
-            qos=cell("qos") or None,
-            cluster=cell("cluster") or None,
-            state=state,
-            nodes=expand_hostlist(cell("nodes")) if cell("nodes") != "None assigned" else [],
-            start_ms=start,
-            end_ms=None if state in ("RUNNING", "PENDING") else end,
-        )
-        _apply_tres(job, cell("tres"))
-        if job.cpus is None and cell("cpus").isdigit():
-            job.cpus = float(cell("cpus"))
-        jobs[base] = job
+        if job is not None:
+            jobs[job.job_id] = job
     out.jobs = list(jobs.values())
     return out
+
+
+def _parsable_job(cell: Callable[[str], str], tz: ZoneInfo, jobs: dict[str, Job]) -> Job | None:
+    """The job of one --parsable2 line, or None for a step (counted on its job); a
+    ValueError says which cell cannot be read."""
+    job_id = cell("job_id")
+    base, _, step = job_id.partition(".")
+    start = _parse_time(cell("start"), tz)
+    end = _parse_time(cell("end"), tz)
+    if step:
+        parent = jobs.get(base)
+        if parent is not None:
+            parent.steps += 1
+            if not parent.nodes and cell("nodes"):
+                parent.nodes = expand_hostlist(cell("nodes"))
+        return None
+    state = cell("state").split(" ")[0] or None
+    job = Job(
+        job_id=base,
+        name=cell("name") or None,
+        user=cell("user") or None,
+        account=cell("account") or None,
+        partition=cell("partition") or None,
+        qos=cell("qos") or None,
+        cluster=cell("cluster") or None,
+        state=state,
+        nodes=expand_hostlist(cell("nodes")) if cell("nodes") != "None assigned" else [],
+        start_ms=start,
+        end_ms=None if state in ("RUNNING", "PENDING") else end,
+    )
+    _apply_tres(job, cell("tres"))
+    if job.cpus is None and cell("cpus").isdigit():
+        job.cpus = float(cell("cpus"))
+    return job
 
 
 def _parse_time(text: str, tz: ZoneInfo) -> int | None:
@@ -277,6 +293,8 @@ def _apply_tres(job: Job, tres: str) -> None:
     for part in filter(None, tres.split(",")):
         key, _, value = part.partition("=")
         if key.startswith("gres/gpu"):
+            if not value.strip().isdigit():
+                raise ValueError(f"AllocTRES {part!r}: the GPU count is not a whole number")
             count = int(value)
             if ":" in key:
                 job.gpu_type = key.split(":", 1)[1]
@@ -284,6 +302,8 @@ def _apply_tres(job: Job, tres: str) -> None:
             else:
                 job.gpus = count
         elif key == "cpu":
+            if not re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+                raise ValueError(f"AllocTRES {part!r}: the CPU count is not a number")
             job.cpus = float(value)
         elif key == "mem":
             m = re.fullmatch(r"([\d.]+)([KMGTP]?)", value)
@@ -326,6 +346,10 @@ def _expand_item(item: str) -> list[str]:
     names = []
     for part in m.group(1).split(","):
         lo, _, hi = part.partition("-")
+        if not lo.isdigit() or not (hi.isdigit() or not hi):
+            raise ValueError(f"hostlist {item!r}: {part!r} is not a number or a range")
+        if hi and int(hi) - int(lo) > MAX_HOSTS:
+            raise ValueError(f"hostlist {item!r}: a range of more than {MAX_HOSTS:,} hosts")
         if hi:
             width = len(lo)
             names += [f"{head}{n:0{width}d}" for n in range(int(lo), int(hi) + 1)]

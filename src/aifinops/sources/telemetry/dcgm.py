@@ -9,8 +9,13 @@ A scrape is one instant. Every `DCGM_FI_*` series is read; the ones the cost mod
   (or `exported_pod`/`exported_namespace` after a Prometheus scrape renamed them).
 Devices are keyed by `Hostname` (or the newer `hostname`) and `UUID` (or `gpu`); MIG
 instances by `GPU_I_ID`, weighted by the compute slices of `GPU_I_PROFILE` (`3g.40gb` = 3/7).
-A GPU series repeated for several pods is a shared (time-sliced) GPU: its time is split
-evenly among them (`core.shares`, like every other split of a GPU's time).
+A GPU series repeated for several pods is a shared (time-sliced) GPU: its time is stored
+split evenly among them (`core.shares`, like every other split of a GPU's time), and so is
+the busy time. A scrape knows neither the node's time-slicing replicas nor the pods'
+requests, and the inventory that does may be read before or after it: the `request`
+policy's `request / replicas` share is applied by the allocation engine, from the stored
+nodes and workloads (store/allocate.py step 1b, docs/decisions/0011). Pod rows made here
+carry no request: only the cluster says what a pod asked for.
 """
 
 from __future__ import annotations
@@ -172,6 +177,7 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> S
     energy: list[dict[str, Any]] = []
     notes: list[str] = []
     no_signal: set[str] = set()
+    shared: dict[str, set[str]] = {}  # node -> GPUs (or MIG instances) seen with several pods
     total = interval_ms * MICRO
     for scrape in scrapes:
         notes += scrape.problems
@@ -208,6 +214,8 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> S
                 if not holders:
                     usage.add(scrape.ts_ms, dev.host, gpu_id, None, share, 0)
                     continue
+                if len(holders) > 1:
+                    shared.setdefault(dev.host, set()).add(gpu_id)
                 for (ns, pod), part in zip(holders, split_even(share, len(holders)), strict=True):
                     wid = f"{ns}/{pod}"
                     busy_u = round(
@@ -256,6 +264,14 @@ def to_facts(scrapes: list[Scrape], interval_ms: int, source: str = "dcgm") -> S
         notes.append(
             f"{len(no_signal)} GPU(s) or MIG instance(s) report no usage signal "
             "(GR_ENGINE_ACTIVE, SM_ACTIVE or GPU_UTIL); their held time counts as unused"
+        )
+    if shared:
+        hosts = ", ".join(sorted(shared)[:5]) + (", ..." if len(shared) > 5 else "")
+        notes.append(
+            f"{sum(len(g) for g in shared.values())} GPU(s) or MIG instance(s) shared by "
+            f"several pods (time-slicing) on {hosts}: stored split evenly among the pods; the "
+            "cost report gives each pod request / replicas where the cluster's inventory "
+            "(Kubernetes dump or API, Prometheus) says the node's replicas and pods' requests"
         )
     node_rows = []
     for n in nodes.values():

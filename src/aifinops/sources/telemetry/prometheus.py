@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aifinops.core.shares import gpus_from_capacity as gpus_from_capacity  # re-exported
 from aifinops.errors import InputError
 from aifinops.sources.labels import map_labels
 
@@ -277,14 +278,3 @@ def node_facts(labels: Mapping[str, str]) -> dict[str, Any]:
     if labels.get("label_nvidia_com_gpu_replicas", "").isdigit():
         row["gpu_replicas"] = int(labels["label_nvidia_com_gpu_replicas"])
     return row
-
-
-def gpus_from_capacity(node: Mapping[str, Any], advertised: float) -> int | None:
-    """Physical GPUs from the GPU resources a node advertises (`kube_node_status_capacity`),
-    for a node without GFD's `nvidia.com/gpu.count` label: time-slicing advertises each GPU
-    `gpu.replicas` times. None under a MIG strategy, where the resources count MIG devices
-    (`single`) or only the GPUs not in MIG mode (`mixed`), not GPUs."""
-    if node.get("mig_strategy") not in (None, "", "none"):
-        return None
-    replicas = node.get("gpu_replicas") or 1
-    return int(advertised // replicas) if advertised >= 0 else None
