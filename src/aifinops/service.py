@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,14 @@ class Service:
     ) -> CostReport:
         return self.costs.cost(CostQuery(window, last, step, tuple(by), idle, shared_gpu, team,
                                          unit, source, node_buckets, bill_rules))  # fmt: skip
+
+    # -- the store itself -------------------------------------------------------------------
+    def repair_store(self, *, dry_run: bool = False) -> list[Any]:
+        """Find (and unless `dry_run` fix) what an older version let into the store."""
+        from aifinops.sources.bills.engine import MAX_AMOUNT
+        from aifinops.store.repair import repair
+
+        return repair(self.store, max_amount=Decimal(MAX_AMOUNT), dry_run=dry_run)
 
     # -- bills ----------------------------------------------------------------------------
     def bills_summary(self, **options: Any) -> list[dict[str, Any]]:

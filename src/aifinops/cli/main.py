@@ -63,6 +63,10 @@ prices_app = typer.Typer(
     help="The GPU price catalog, and what is unpriced.",
 )
 app.add_typer(prices_app, name="prices")
+store_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=PLAIN, help="The store itself: checks and repairs."
+)
+app.add_typer(store_app, name="store")
 
 
 class Format(StrEnum):
@@ -732,6 +736,22 @@ def cost(
             source=source,
         )
     _emit(report, fmt)
+
+
+@store_app.command("repair")
+def store_repair(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what is wrong, change nothing.")
+    ] = False,
+) -> None:
+    """Find and fix what an older version let into the store: cost lines whose amounts no
+    sum can hold, and a presence roll-up out of step with its samples."""
+    out = _console()
+    for r in _service().repair_store(dry_run=dry_run):
+        done = "found" if dry_run else f"found, {r.fixed} fixed"
+        out.print(f"{r.what}: {r.found} {done}", markup=False)
+        for example in r.examples:
+            out.print(f"  e.g. {example}", markup=False)
 
 
 # -- demo ---------------------------------------------------------------------------------

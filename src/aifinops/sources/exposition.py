@@ -51,17 +51,19 @@ def parse(text: str, where: str = "scrape") -> Exposition:
             continue
         m = _LINE.match(line)
         if m is None:
-            out.problems.append(f"{where}:{number}: not a metric sample (truncated?): {raw[:80]}")
+            out.problems.append(
+                f"{where}:{number}: not a metric sample (truncated?): {raw[:80]}; skipped"
+            )
             continue
         name, label_text, value_text, ts_text = m.groups()
         labels = _labels(label_text) if label_text else {}
         if labels is None:
-            out.problems.append(f"{where}:{number}: malformed labels: {raw[:80]}")
+            out.problems.append(f"{where}:{number}: malformed labels: {raw[:80]}; skipped")
             continue
         try:
             value = float(value_text)
         except ValueError:
-            out.problems.append(f"{where}:{number}: value {value_text!r} is not a number")
+            out.problems.append(f"{where}:{number}: value {value_text!r} is not a number; skipped")
             continue
         ts_ms = None
         if ts_text is not None:
@@ -81,6 +83,15 @@ def parse(text: str, where: str = "scrape") -> Exposition:
         seen[key] = number
         out.samples.append(Sample(name, labels, value, ts_ms, number))
     return out
+
+
+def lines_named(lines: list[int]) -> str:
+    """Where samples a reader skipped are: ` (line 4)`, ` (lines 4, 9, 12, ...)`; empty where
+    they came without lines (a Prometheus query)."""
+    if not lines:
+        return ""
+    listed = ", ".join(str(n) for n in sorted(lines)[:5]) + (", ..." if len(lines) > 5 else "")
+    return f" (line {listed})" if len(lines) == 1 else f" (lines {listed})"
 
 
 def _index_of(samples: list[Sample], line: int) -> int:

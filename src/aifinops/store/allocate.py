@@ -95,28 +95,40 @@ class AllocationResult:
     even_split: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def price_table(prices: list[NodePrice], nodes: pa.Table) -> pa.Table:
+# the engine's per-node price table: its columns and their SQL types (rates exact, in
+# DECIMAL(38, 9))
+RATE_SQL = "DECIMAL(38, 9)"
+PRICE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("node_id", "VARCHAR"),
+    ("priced", "BOOLEAN"),
+    ("gpu_rate", RATE_SQL),
+    ("cpu_rate", RATE_SQL),
+    ("ram_rate", RATE_SQL),
+    ("cpu_node_rate", RATE_SQL),
+    ("ram_node_rate", RATE_SQL),
+    ("gpu_count", "BIGINT"),
+    ("gpu_model", "VARCHAR"),
+    ("provider", "VARCHAR"),
+    ("region", "VARCHAR"),
+    ("instance_type", "VARCHAR"),
+    ("util_signal", "VARCHAR"),
+)
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """Per-node rates for the engine, column by column (`PRICE_COLUMNS`), as Python values:
+    `allocate` builds them into a DuckDB temporary table (an Arrow table built from Python
+    objects makes pyarrow import pandas, a second cold, on every read)."""
+
+    columns: dict[str, list[object]]
+
+
+def price_table(prices: list[NodePrice], nodes: pa.Table) -> PriceTable:
     """Per-node rates for the engine: per-GPU, per-core, per-GiB, and node facts."""
     by_id = {p.node_id: p for p in prices}
     cols = nodes.to_pydict()
-    out: dict[str, list[object]] = {
-        k: []
-        for k in (
-            "node_id",
-            "priced",
-            "gpu_rate",
-            "cpu_rate",
-            "ram_rate",
-            "cpu_node_rate",
-            "ram_node_rate",
-            "gpu_count",
-            "gpu_model",
-            "provider",
-            "region",
-            "instance_type",
-            "util_signal",
-        )
-    }
+    out: dict[str, list[object]] = {name: [] for name, _ in PRICE_COLUMNS}
     q = Decimal("0.000000001")
     for i, node_id in enumerate(cols["node_id"]):
         price = by_id.get(node_id)
@@ -135,32 +147,13 @@ def price_table(prices: list[NodePrice], nodes: pa.Table) -> pa.Table:
         out["gpu_count"].append(int(cols["gpu_count"][i] or 0) or 1)
         for name in ("gpu_model", "provider", "region", "instance_type", "util_signal"):
             out[name].append(cols[name][i])
-    dec = pa.decimal128(38, 9)
-    schema = pa.schema(
-        [
-            ("node_id", pa.string()),
-            ("priced", pa.bool_()),
-            ("gpu_rate", dec),
-            ("cpu_rate", dec),
-            ("ram_rate", dec),
-            ("cpu_node_rate", dec),
-            ("ram_node_rate", dec),
-            ("gpu_count", pa.int64()),
-            ("gpu_model", pa.string()),
-            ("provider", pa.string()),
-            ("region", pa.string()),
-            ("instance_type", pa.string()),
-            ("util_signal", pa.string()),
-        ]
-    )
-    return pa.table(out, schema=schema)
+    return PriceTable(out)
 
 
 def allocate(
-    store: Store, query: AllocationQuery, prices: pa.Table, rules: AttributionRules
+    store: Store, query: AllocationQuery, prices: PriceTable, rules: AttributionRules
 ) -> AllocationResult:
     s, e, step_ms = query.start_ms, query.end_ms, query.step_ms
-    p = ibis.memtable(prices)
 
     # 1. the one scan over samples: per node and holder, and per step only where the
     #    output or the idle policy keeps steps
@@ -180,6 +173,7 @@ def allocate(
         dev=_cast(n.dev.sum(), MS)
     )
     with _Temps(store) as temps:
+        p = temps.values("alloc_prices", PRICE_COLUMNS, list(prices.columns.values()))
         even: dict[str, tuple[str, ...]] = {}
         if query.shared_gpu is SharedGpuPolicy.REQUEST:
             scanned, even = _request_shares(store, temps, u, scanned, query)
@@ -325,6 +319,14 @@ class _Temps:
         self.names.append(name)
         return self.store.con.create_table(name, expr, temp=True)
 
+    def values(
+        self, prefix: str, columns: tuple[tuple[str, str], ...], data: list[list[object]]
+    ) -> ir.Table:
+        """A temporary table of Python values (`Store.temp_values`), in place of a memtable."""
+        name = self.store.temp_values(prefix, columns, data)
+        self.names.append(name)
+        return self.store.table(name)
+
 
 def _allocate_from_scan(
     store: Store,
@@ -412,7 +414,7 @@ def _allocate_from_scan(
         )
 
     # 5. attribution and buckets
-    rows = _attribute(store, rows, p, rules, query.by, query.node_buckets)
+    rows = _attribute(store, temps, rows, p, rules, query.by, query.node_buckets)
     if query.team is not None:
         rows = rows.filter(rows.team == query.team)
 
@@ -496,13 +498,12 @@ def _cpu_ram_rows(store: Store, temps: _Temps, pres: ir.Table, query: Allocation
             tot.ram_asset.cast("float64") / tot.ram_sum.cast("float64"), 1.0
         ),
     )
-    over_rows = store.arrow(over)
-    if over_rows.num_rows == 0:
+    over = temps.create("alloc_over", over)
+    if not store.arrow(over.limit(1)).num_rows:
         charged = want.select(
             "step", "node_id", "workload_id", cpu_units=want.cpu_want, ram_units=want.ram_want
         )
     else:
-        over = ibis.memtable(over_rows)
         k = want.left_join(over, [want.step == over.step, want.node_id == over.node_id])
         scaled = k.cpu_f.notnull()
         charged = k.select(
@@ -622,6 +623,7 @@ def _share_idle(rows: ir.Table, policy: IdlePolicy) -> ir.Table:
 
 def _attribute(
     store: Store,
+    temps: _Temps,
     rows: ir.Table,
     p: ir.Table,
     rules: AttributionRules,
@@ -635,11 +637,10 @@ def _attribute(
     j = j.left_join(p, j.node_id == p.node_id)
     team_map = None
     if rules.namespace_teams:
-        team_map = ibis.memtable(
-            {
-                "namespace": list(rules.namespace_teams),
-                "mapped_team": list(rules.namespace_teams.values()),
-            }
+        team_map = temps.values(
+            "alloc_teams",
+            (("namespace", "VARCHAR"), ("mapped_team", "VARCHAR")),
+            [list(rules.namespace_teams), list(rules.namespace_teams.values())],
         )
         j = j.left_join(team_map, j.namespace == team_map.namespace)
 

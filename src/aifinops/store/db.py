@@ -262,6 +262,28 @@ class Store:
         self.raw(f'CREATE TEMP TABLE "{name}" ({cols})')
         return name
 
+    def temp_values(
+        self, prefix: str, columns: Sequence[tuple[str, str]], data: Sequence[Sequence[Any]]
+    ) -> str:
+        """A temporary table of `columns` (name, SQL type) holding `data`, one sequence of
+        Python values per column (all of one length), built by DuckDB from lists: a read
+        then names it (`table(name)`) where it would have made an Ibis memtable, which
+        builds Arrow from Python objects, and pyarrow imports pandas for that (a second,
+        cold). A DECIMAL column is given its values as text, so they are kept exactly.
+        Returns the name; `drop_stage` drops it."""
+        Store._stages += 1
+        name = f"_values_{prefix}_{Store._stages}"
+        selects, params = [], []
+        for i, ((column, kind), values) in enumerate(zip(columns, data, strict=True), 1):
+            if kind.upper().startswith("DECIMAL"):
+                selects.append(f'CAST(unnest(CAST(${i} AS VARCHAR[])) AS {kind}) AS "{column}"')
+                params.append([None if v is None else format(v, "f") for v in values])
+            else:
+                selects.append(f'CAST(unnest(CAST(${i} AS {kind}[])) AS {kind}) AS "{column}"')
+                params.append(list(values))
+        self.raw(f'CREATE TEMP TABLE "{name}" AS SELECT {", ".join(selects)}', params)
+        return name
+
     def stage_append(self, name: str, data: pa.Table) -> int:
         return self.insert_arrow(name, data)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import hashlib
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -146,9 +147,13 @@ def _broken_record(path: Path, encoding: str) -> str | None:
     return None
 
 
-def lines_with(path: Path, values: set[str], encoding: str) -> Iterator[tuple[int, str]]:
-    """(line number, value) of each CSV record with a field equal to one of `values`: where
-    the lines a scan skipped are (a scan does not count lines)."""
+def lines_hashed(
+    path: Path, hashes: set[str], columns: list[int], encoding: str
+) -> Iterator[tuple[int, str]]:
+    """(line number, line hash) of each CSV record whose hash is one of `hashes`: where the
+    lines a scan skipped are (a scan does not count lines). The hash is the engine's
+    `line_hash` made again: md5 of the fields at `columns` joined by chr(31), an absent
+    field (empty, `NULL`, or past a short record's end) as chr(30)."""
     if path.name.lower().endswith(".parquet"):
         return
     text_encoding = "utf-8-sig" if encoding == "utf-8" else encoding
@@ -157,9 +162,12 @@ def lines_with(path: Path, values: set[str], encoding: str) -> Iterator[tuple[in
         io.TextIOWrapper(raw, encoding=text_encoding, errors="replace", newline="") as fh,
     ):
         reader = csv.reader(fh)
-        start = 1
+        next(reader, None)  # the header
+        start = reader.line_num + 1
         for record in reader:
-            hit = next((v for v in record if v.strip() in values), None)
-            if hit is not None:
-                yield start, hit.strip()
+            fields = (record[i] if i < len(record) else "" for i in columns)
+            key = "\x1f".join("\x1e" if f in ("", "NULL") else f for f in fields)
+            digest = hashlib.md5(key.encode("utf-8"), usedforsecurity=False).hexdigest()
+            if digest in hashes:
+                yield start, digest
             start = reader.line_num + 1

@@ -5,9 +5,11 @@ says, as SQL over the file's own columns, how to compute each cost-line column; 
 reads the file (CSV, gzipped CSV or Parquet) in a streaming scan, runs those expressions set
 at a time and yields Arrow batches of `COST_LINES`. Rows cut short are reported by line
 number (DuckDB's rejects table); rows whose cost, currency or period cannot be read, and
-rows with an amount beyond MAX_AMOUNT, are reported and skipped; nothing is held in memory
-but the batch in hand. The text encoding is told from the file's start (`diagnose.py`, which
-also says, by line, why a file DuckDB cannot read is unreadable).
+rows with an amount beyond MAX_AMOUNT, are skipped and reported by line number too (found by
+their line hash in a second pass, made only when there are such rows; a Parquet file's by row
+number); nothing is held in memory but the batch in hand. The text encoding is told from
+the file's start (`diagnose.py`, which also says, by line, why a file DuckDB cannot read is
+unreadable).
 """
 
 from __future__ import annotations
@@ -88,8 +90,9 @@ class BillRead:
     rows: int = 0
     skipped: int = 0
     short: int = 0  # lines with fewer fields than the header
-    # amounts beyond MAX_AMOUNT, as the file wrote them (their lines are found after the scan)
-    out_of_range: list[str] = field(default_factory=list)
+    # lines skipped for what they hold (an amount beyond MAX_AMOUNT, no readable cost, ...):
+    # (line hash, what is wrong); their line numbers are found after the scan
+    unplaced: list[tuple[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def problem(self, text: str) -> None:
@@ -331,10 +334,8 @@ def _read(
     for name, rows, on in fmt.joins(header):
         _lookup_table(con, name, rows)
         joins.append(on)
-    key = ", ".join(
-        f"coalesce(CAST({quote(n)} AS VARCHAR), chr(30))"
-        for n in _line_key(fmt, header, exprs, joins)
-    )
+    key_names = _line_key(fmt, header, exprs, joins)
+    key = ", ".join(f"coalesce(CAST({quote(n)} AS VARCHAR), chr(30))" for n in key_names)
     selected = []
     for f in COST_LINES:
         if f.name == "line_hash":
@@ -368,7 +369,7 @@ def _read(
     bad_text = _rejects(con, path, state)
     if bad_text is not None:  # UTF-8 at the start, not further on: refuse, drop nothing
         raise not_utf8(path, bad_text)
-    _report_out_of_range(path, state, encoding)
+    _report_skipped(con, path, state, encoding, [header.names.index(n) for n in key_names], key)
 
 
 def _amounts_checked(build: Callable[[], dict[str, str]]) -> tuple[dict[str, str], list[str]]:
@@ -393,25 +394,36 @@ def _too_large(amounts: list[str]) -> str:
     return f"CASE {whens} ELSE NULL END"
 
 
-def _report_out_of_range(path: Path, state: BillRead, encoding: str) -> None:
-    """Report each line skipped for an amount beyond MAX_AMOUNT by its line number: a
-    second pass over the file, made only when there are such lines."""
-    from aifinops.sources.bills.diagnose import lines_with
+def _report_skipped(
+    con: Any, path: Path, state: BillRead, encoding: str, columns: list[int], key: str
+) -> None:
+    """Report each line skipped for what it holds by its line number (a Parquet file's by its
+    row number): a second pass over the file, made only when there are such lines, that finds
+    them by their line hash (`key`: the SQL of its parts; `columns`: their positions)."""
+    from aifinops.sources.bills.diagnose import lines_hashed
 
-    if not state.out_of_range:
+    if not state.unplaced:
         return
-    wanted = set(state.out_of_range)
-    found = 0
-    for line, value in lines_with(path, wanted, encoding):
-        found += 1
-        state.problem(
-            f"{path}:{line}: an amount out of range ({value}; a line's amounts must be under "
-            f"{MAX_AMOUNT:,} in magnitude); skipped"
-        )
-    if not found:  # Parquet: no lines to name
-        for value in state.out_of_range:
-            state.problem(f"{path}: a line with an amount out of range ({value}); skipped")
-    state.out_of_range.clear()
+    wanted = dict(reversed(state.unplaced))  # the first note of each hash
+    state.unplaced.clear()
+    where = "line"
+    if path.name.lower().endswith(".parquet"):
+        where = "row"
+        hashes = ", ".join(literal(h) for h in wanted)
+        found = con.execute(
+            f"SELECT n + 1, h FROM (SELECT file_row_number AS n, md5(concat_ws(chr(31), {key})) "
+            f"AS h FROM read_parquet({literal(str(path))}, file_row_number = true)) "
+            f"WHERE h IN ({hashes}) ORDER BY n"
+        ).fetchall()
+    else:
+        found = list(lines_hashed(path, set(wanted), columns, encoding))
+    for number, digest in found:
+        if where == "line":
+            state.problem(f"{path}:{number}: {wanted[digest]}; skipped")
+        else:
+            state.problem(f"{path}: row {number}: {wanted[digest]}; skipped")
+    for digest in wanted.keys() - {d for _, d in found}:  # not found again: said without
+        state.problem(f"{path}: a line with {wanted[digest]}; skipped")
 
 
 def _lookup_table(con: Any, name: str, rows: list[dict[str, str]]) -> None:
@@ -457,18 +469,22 @@ def _keep(table: pa.Table, path: Path, state: BillRead) -> pa.Table:
     if pc.any(bad).as_py():
         rejected = table.filter(bad)
         state.skipped += rejected.num_rows
-        for why, too_large, cost, start in zip(
+        for why, too_large, cost, digest in zip(
             rejected.column("_problem").to_pylist(),
             rejected.column("_too_large").to_pylist(),
             rejected.column("billed_cost").to_pylist(),
-            rejected.column("charge_period_start_ms").to_pylist(),
+            rejected.column("line_hash").to_pylist(),
             strict=True,
         ):
-            if too_large is not None:  # reported by line after the scan
-                if len(state.out_of_range) < 50:
-                    state.out_of_range.append(too_large.strip())
-                continue
-            state.problem(f"{path}: a line with {why} (cost {cost}, start {start}); skipped")
+            if too_large is not None:
+                why = (
+                    f"an amount out of range ({too_large.strip()}; a line's amounts must be "
+                    f"under {MAX_AMOUNT:,} in magnitude)"
+                )
+            elif cost is not None:
+                why = f"{why} (cost {cost})"
+            if len(state.unplaced) < 50:  # reported by line after the scan
+                state.unplaced.append((digest, why))
         table = table.filter(pc.invert(bad))
     table = table.drop_columns(["_problem", "_too_large"]).cast(COST_LINES)
     state.rows += table.num_rows

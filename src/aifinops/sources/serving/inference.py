@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from aifinops.sources.exposition import Sample, finite, parse
+from aifinops.sources.exposition import Sample, finite, lines_named, parse
 
 METRICS = ("requests", "prompt_tokens", "generation_tokens", "prefill_seconds", "decode_seconds")
 SERVERS = ("vllm", "sglang", "tgi", "triton", "kserve")
@@ -106,7 +106,7 @@ def read_counters(
         name = lab.get("model_name") or lab.get("model") or model
         return ns, pod, name, metric
 
-    bad = 0
+    bad: list[int] = []  # the lines of the samples skipped
     for srv, name, want, metric, scale in _MAP:
         if srv != server:
             continue
@@ -114,7 +114,7 @@ def read_counters(
             if any(s.labels.get(k) != v for k, v in want.items()):
                 continue
             if not finite(s.value) or s.value < 0:
-                bad += 1
+                bad.append(s.line)
                 continue
             k = key(s, metric)
             raw[k] = raw.get(k, 0.0) + s.value * scale
@@ -137,7 +137,9 @@ def read_counters(
         for scope, n in total(_E2E_COUNT[server]).items():
             raw.setdefault((*scope, "requests"), n)
     if bad:
-        out.problems.append(f"{where}: skipped {bad} sample(s) that were NaN or negative")
+        out.problems.append(
+            f"{where}: skipped {len(bad)} sample(s) that were NaN or negative{lines_named(bad)}"
+        )
     out.values = dict(raw)
     if not out.values:
         out.problems.append(f"{where}: {server} series found, but none of its counters")

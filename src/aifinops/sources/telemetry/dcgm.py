@@ -26,7 +26,7 @@ from fractions import Fraction
 from typing import Any
 
 from aifinops.core.shares import split_even, split_exact
-from aifinops.sources.exposition import Exposition, finite, parse
+from aifinops.sources.exposition import Exposition, finite, lines_named, parse
 from aifinops.sources.facts import MICRO, SampleFacts, UsageRows
 
 SIGNALS = (
@@ -75,7 +75,7 @@ def read_scrapes(
     expo = parse(text, where)
     collector = Collector(default_host)
     for s in expo.samples:
-        collector.add(s.ts_ms if s.ts_ms is not None else at_ms, s.name, s.labels, s.value)
+        collector.add(s.ts_ms if s.ts_ms is not None else at_ms, s.name, s.labels, s.value, s.line)
     return collector.scrapes(where, expo.problems)
 
 
@@ -87,12 +87,18 @@ class Collector:
         self.by_ts: dict[int, Scrape] = {}
         self.skipped: dict[str, set[str]] = {}
         self.counts: dict[str, int] = {}
+        self.lines: dict[str, list[int]] = {}  # where the skipped samples are, if in a file
 
-    def _skip(self, why: str, name: str) -> None:
+    def _skip(self, why: str, name: str, line: int | None) -> None:
         self.skipped.setdefault(why, set()).add(name)
         self.counts[why] = self.counts.get(why, 0) + 1
+        if line is not None:
+            self.lines.setdefault(why, []).append(line)
 
-    def add(self, ts: int, name: str, lab: dict[str, str], value: float) -> None:
+    def add(
+        self, ts: int, name: str, lab: dict[str, str], value: float, line: int | None = None
+    ) -> None:
+        """One sample; `line`: its line in the scrape text, named if it is skipped."""
         scrape = self.by_ts.get(ts)
         if scrape is None:
             scrape = self.by_ts[ts] = Scrape(ts)
@@ -100,15 +106,15 @@ class Collector:
             scrape.other_metrics += 1
             return
         if not finite(value):
-            self._skip("value is NaN or infinite", name)
+            self._skip("value is NaN or infinite", name, line)
             return
         host = lab.get("Hostname") or lab.get("hostname") or self.default_host
         uuid = lab.get("UUID") or lab.get("uuid") or (f"gpu{lab['gpu']}" if "gpu" in lab else None)
         if host is None:
-            self._skip("no Hostname label (give --host)", name)
+            self._skip("no Hostname label (give --host)", name, line)
             return
         if uuid is None:
-            self._skip("no UUID or gpu label", name)
+            self._skip("no UUID or gpu label", name, line)
             return
         dev = scrape.devices.get((host, uuid))
         if dev is None:
@@ -138,7 +144,10 @@ class Collector:
         out = list(problems or [])
         for why, names in sorted(self.skipped.items()):
             listed = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-            out.append(f"{where}: skipped {self.counts[why]} sample(s), {why}: {listed}")
+            out.append(
+                f"{where}: skipped {self.counts[why]} sample(s), {why}: {listed}"
+                + lines_named(self.lines.get(why, []))
+            )
         if scrapes:
             scrapes[0].problems = out
         return scrapes
