@@ -104,6 +104,7 @@ def test_empty_store(cli: Any, tmp_path: Path) -> None:
     out = cli("--db", "empty.duckdb", "cost", cwd=tmp_path)
     assert out.returncode == 2
     assert "holds no GPU samples yet" in out.stderr and "aifinops demo" in out.stderr
+    assert not (tmp_path / "empty.duckdb").exists()  # a read leaves no store behind
 
 
 def test_demo(cli: Any, tmp_path: Path) -> None:

@@ -101,11 +101,12 @@ class Store:
     ) -> Store:
         """Open the store to read: read-only and without migrations, so a read runs while
         `collect` writes between its runs, several reads run at once, and a read-only file
-        can be read. A store that does not exist yet, or whose schema is behind this
-        version's, is opened read-write once instead (created or migrated, as every command
-        did before), and that connection is kept for the read."""
+        can be read. A store whose schema is behind this version's is opened read-write once
+        instead (migrated, as every command did before), and that connection is kept for the
+        read. Where no store exists yet, a read finds an empty one in memory: it says there is
+        nothing to read, and leaves no file behind."""
         if path is None or str(path) == ":memory:" or not Path(path).exists():
-            return cls(path, lock_wait=lock_wait)
+            return cls(None, lock_wait=lock_wait)
         try:
             store = cls(path, read_only=True, lock_wait=lock_wait)
         except StoreError as error:
