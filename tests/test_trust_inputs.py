@@ -8,8 +8,8 @@ import csv
 import io
 import os
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,17 +22,6 @@ from tests.conftest import shared_data
 CUR = "billing/focus_converters-tests/aws/sample-anonymous-aws-export-dataset.csv"
 # 4 KiB of fixed "random" bytes: a NUL in the first line, invalid UTF-8 throughout
 GARBAGE = bytes((i * 7919 + 13) % 256 for i in range(4096))
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aifinops", "--db", str(tmp_path / "store.duckdb"), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def _one_error(done: subprocess.CompletedProcess[str]) -> str:
@@ -58,9 +47,11 @@ def _one_error(done: subprocess.CompletedProcess[str]) -> str:
         ("oci", "oci.csv"),
     ],
 )
-def test_a_missing_input_is_one_line_naming_it(tmp_path: Path, kind: str, name: str) -> None:
+def test_a_missing_input_is_one_line_naming_it(
+    cli: Any, tmp_path: Path, kind: str, name: str
+) -> None:
     missing = tmp_path / "not-here" / name
-    done = _cli(tmp_path, "ingest", kind, str(missing))
+    done = cli("--db", str(tmp_path / "store.duckdb"), "ingest", kind, str(missing), cwd=tmp_path)
     assert done.returncode == InputError.exit_code
     line = _one_error(done)
     assert line.startswith(f"error: {missing}: no such file"), line
@@ -75,10 +66,12 @@ def test_a_missing_agent_segment_is_an_input_error(make_service, tmp_path: Path)
     assert caught.value.message == "no such file"
 
 
-def test_binary_garbage_to_ingest_kubernetes(tmp_path: Path) -> None:
+def test_binary_garbage_to_ingest_kubernetes(cli: Any, tmp_path: Path) -> None:
     path = tmp_path / "nodes.json"
     path.write_bytes(GARBAGE)
-    line = _one_error(_cli(tmp_path, "ingest", "kubernetes", str(path)))
+    line = _one_error(
+        cli("--db", str(tmp_path / "store.duckdb"), "ingest", "kubernetes", str(path), cwd=tmp_path)
+    )
     assert line.startswith(f"error: {path}: not a kubectl JSON or YAML dump"), line
 
 
@@ -108,7 +101,7 @@ def test_binary_garbage_to_a_bill_reader(tmp_path: Path, kind: str) -> None:
     assert "sniff" not in str(caught.value)
 
 
-def test_a_bill_cut_inside_a_quoted_field(tmp_path: Path) -> None:
+def test_a_bill_cut_inside_a_quoted_field(cli: Any, tmp_path: Path) -> None:
     """The real CUR sample cut in the middle of a quoted `"Amazon Web Services Canada, Inc."`
     of its 601st record: the message names the line where that record starts."""
     with shared_data(CUR).open(newline="", encoding="utf-8") as fh:
@@ -130,7 +123,7 @@ def test_a_bill_cut_inside_a_quoted_field(tmp_path: Path) -> None:
     )
     assert "sniff" not in str(caught.value)
 
-    done = _cli(tmp_path, "ingest", "cur", str(path))
+    done = cli("--db", str(tmp_path / "store.duckdb"), "ingest", "cur", str(path), cwd=tmp_path)
     assert _one_error(done).startswith(f"error: {path}: line {line}: a quoted field")
 
 
@@ -141,18 +134,31 @@ def test_a_bill_cut_inside_a_quoted_field(tmp_path: Path) -> None:
         ["export", "chargeback", "--month", "2026-11", "-o"],
     ],
 )
-def test_an_unwritable_export_path_is_one_line(tmp_path: Path, args: list[str]) -> None:
+def test_an_unwritable_export_path_is_one_line(cli: Any, tmp_path: Path, args: list[str]) -> None:
     """A folder that cannot be made (under a file) and a read-only folder: exit 5, no file."""
-    ingest = _cli(tmp_path, "ingest", "nvidia-smi", str(H100_DIR), "--host", "lab")
+    ingest = cli(
+        "--db",
+        str(tmp_path / "store.duckdb"),
+        "ingest",
+        "nvidia-smi",
+        str(H100_DIR),
+        "--host",
+        "lab",
+        cwd=tmp_path,
+    )
     assert ingest.returncode == 0, ingest.stderr
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     target = blocker / "out.csv"
-    line = _one_error(_cli(tmp_path, *args, str(target)))
+    line = _one_error(cli("--db", str(tmp_path / "store.duckdb"), *args, str(target), cwd=tmp_path))
     assert str(target) in line and "cannot write it" in line
     assert not target.exists()
     if os.geteuid() != 0:  # root writes into read-only folders anyway
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o555)
-        line = _one_error(_cli(tmp_path, *args, str(locked / "out.csv")))
+        line = _one_error(
+            cli(
+                "--db", str(tmp_path / "store.duckdb"), *args, str(locked / "out.csv"), cwd=tmp_path
+            )
+        )
         assert "cannot write it" in line

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,16 +11,6 @@ import pytest
 
 from aifinops.errors import StoreError
 from aifinops.store.db import Store
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aifinops", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_a_csv_given_as_the_store_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
@@ -66,10 +55,10 @@ def test_a_new_path_and_a_real_store_open(tmp_path: Path) -> None:
     again.close()
 
 
-def test_the_cli_says_so_in_one_line_with_a_non_zero_exit(tmp_path: Path) -> None:
+def test_the_cli_says_so_in_one_line_with_a_non_zero_exit(cli: Any, tmp_path: Path) -> None:
     bill = tmp_path / "some.csv"
     bill.write_text("a,b\n1,2\n")
-    done = _cli(tmp_path, "--db", str(bill), "bills", "summary")
+    done = cli("--db", str(bill), "bills", "summary", cwd=tmp_path)
     assert done.returncode == StoreError.exit_code
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]

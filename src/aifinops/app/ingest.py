@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from aifinops.app.context import AppContext
+from aifinops.core.windows import from_ms
 from aifinops.sources.base import Facts, ReadContext, Reading, Source, SourceConfig
 from aifinops.store import facts as stored
 from aifinops.store import state
@@ -227,16 +228,10 @@ class _Dated:
         return kept
 
     def note(self, low: int, high: int) -> str:
-        when = "?" if self.example is None else _iso(self.example)
-        return (f"{self.dropped} sample row(s) dated outside {_iso(low)[:10]} .. "
-                f"{_iso(high)[:10]} (e.g. {when}) were not stored: a wrong clock or a corrupt "
+        when = "?" if self.example is None else from_ms(self.example).isoformat()
+        return (f"{self.dropped} sample row(s) dated outside {from_ms(low).date()} .. "
+                f"{from_ms(high).date()} (e.g. {when}) were not stored: a wrong clock or a corrupt "
                 "line?")  # fmt: skip
-
-
-def _iso(ms: int) -> str:
-    from datetime import UTC, datetime, timedelta
-
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).isoformat()
 
 
 def _gather(whole: Facts, part: Facts) -> None:

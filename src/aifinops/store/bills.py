@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from aifinops.core.windows import from_ms
 from aifinops.errors import UsageError
 from aifinops.store.db import Store
 
@@ -147,7 +147,7 @@ def _part_or_restatement(store: Store, stage: str, params: list[Any]) -> str:
 
 
 def _day(ms: int | None) -> str:
-    return "?" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+    return "?" if ms is None else from_ms(ms).date().isoformat()
 
 
 def summary(
