@@ -25,6 +25,7 @@ from aifinops.core.model import (
     UnpricedNode,
     even_split_note,
     normalise_dimension,
+    served_models_note,
 )
 from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms, window_share
 from aifinops.core.pricing import NodeRule
@@ -169,6 +170,8 @@ class Costs:
         notes = list(self.prices.notes)
         if (even := even_split_note(result.even_split)) is not None:
             notes.append(even)
+        if (served := served_models_note(result.served)) is not None:
+            notes.append(served)
         if q.team is not None:
             notes.append(f"rows limited to team {q.team!r}; asset_cost covers the whole fleet")
         if not rows and (extent := self._outside_data(win, q.team)):

@@ -35,6 +35,32 @@ def even_split_note(nodes: dict[str, tuple[str, ...]]) -> str | None:
     )
 
 
+def served_models_note(served: list[dict[str, object]]) -> str | None:
+    """The report's note on models taken from serving counters (the workloads' labels name
+    none): how many workloads, and each one serving several models with its split."""
+    if not served:
+        return None
+    by_workload: dict[str, list[dict[str, object]]] = {}
+    for r in served:
+        by_workload.setdefault(str(r["workload"]), []).append(r)
+    note = (
+        f"model taken from the serving counters of {len(by_workload)} workload(s) whose "
+        "labels name none"
+    )
+    several = {w: rs for w, rs in by_workload.items() if len(rs) > 1}
+    if several:
+        how = {"tokens": "by tokens", "requests": "by requests (no tokens counted)",
+               "even": "evenly (nothing counted)"}  # fmt: skip
+        listed = "; ".join(
+            f"{w} {how[str(rs[0]['basis'])]} ("
+            + ", ".join(f"{r['model']} {float(str(r['frac'])):.1%}" for r in rs)
+            + ")"
+            for w, rs in sorted(several.items())
+        )
+        note += f"; {len(several)} serve several models, their cost split: {listed}"
+    return note
+
+
 class IdlePolicy(StrEnum):
     SEPARATE = "separate"
     WEIGHTED = "weighted"

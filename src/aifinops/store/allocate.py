@@ -16,7 +16,9 @@ The steps, each a set operation:
   4. Idle (rows with no holder) stays in `__idle__`, or is shared out per node and step,
      weighted by each workload's cost of that resource or evenly.
   5. Attribution: dimensions from labels, namespace labels, the namespace-to-team map;
-     buckets `__unpriced__` > `__idle__` > `__shared__` > `__unallocated__`.
+     buckets `__unpriced__` > `__idle__` > `__shared__` > `__unallocated__`. A workload
+     whose labels name no model takes the models its serving counters name, its rows
+     split among them by tokens (docs/decisions/0012).
   6. Group by the requested dimensions.
 Money is carried as "cost units" (ms x $/h, exact decimals) and turned into dollars once,
 on the final rows, by the caller (docs/decisions/0002).
@@ -49,6 +51,7 @@ from aifinops.core.model import (
 )
 from aifinops.core.pricing import NodePrice
 from aifinops.store.db import Store
+from aifinops.store.units import served_models
 
 # Exact decimal types chosen so that the engine's products need no rescaling: DuckDB's
 # DECIMAL(38,6) x DECIMAL(38,9) is DECIMAL(38,15), so every cast of a product to UNITS
@@ -93,6 +96,9 @@ class AllocationResult:
     unpriced: pa.Table  # node_id, gpu_ms
     # time-sliced GPUs split evenly, not by request / replicas: node -> why (step 1b)
     even_split: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # workloads whose model came from their serving counters (step 5): workload, model,
+    # frac, basis, models
+    served: list[dict[str, object]] = field(default_factory=list)
 
 
 # the engine's per-node price table: its columns and their SQL types (rates exact, in
@@ -178,8 +184,14 @@ def allocate(
         if query.shared_gpu is SharedGpuPolicy.REQUEST:
             scanned, even = _request_shares(store, temps, u, scanned, query)
         g = temps.create("alloc_scan", scanned)
-        result = _allocate_from_scan(store, temps, g, presence, p, query, rules)
-        return replace(result, even_split=even)
+        served = None
+        if "model" in query.by:
+            served = temps.create("alloc_served", served_models(store, s, e))
+        result = _allocate_from_scan(store, temps, g, presence, p, query, rules, served)
+        used: list[dict[str, object]] = []
+        if served is not None:
+            used = _served_used(store, g, served, rules)
+        return replace(result, even_split=even, served=used)
 
 
 def _request_shares(
@@ -336,6 +348,7 @@ def _allocate_from_scan(
     p: ir.Table,
     query: AllocationQuery,
     rules: AttributionRules,
+    served: ir.Table | None = None,
 ) -> AllocationResult:
     s = query.start_ms
     zero = ibis.literal(Decimal(0), type=UNITS)
@@ -414,7 +427,7 @@ def _allocate_from_scan(
         )
 
     # 5. attribution and buckets
-    rows = _attribute(store, temps, rows, p, rules, query.by, query.node_buckets)
+    rows = _attribute(store, temps, rows, p, rules, query.by, query.node_buckets, served)
     if query.team is not None:
         rows = rows.filter(rows.team == query.team)
 
@@ -629,6 +642,7 @@ def _attribute(
     rules: AttributionRules,
     by: tuple[str, ...],
     node_buckets: bool = False,
+    served: ir.Table | None = None,
 ) -> ir.Table:
     w = store.table("workloads").select("workload_id", "namespace", "labels")
     ns = store.table("namespaces").select("namespace", ns_labels="labels")
@@ -658,12 +672,16 @@ def _attribute(
             else_=ibis.null("string"),
         )
     )
+    if served is not None:
+        j = _split_by_served(j.mutate(label_model=_labelled_model(j.labels, rules)), served)
     dims: dict[str, ir.Value] = {}
     wanted = set(by) | ({"team"} if "team" not in by else set())
     for dim in wanted:
         if dim in ATTRIBUTED_DIMENSIONS:
             keys = rules.keys_for(dim)
             candidates = [_label(j.labels, k) for k in keys]
+            if dim == "model" and served is not None:
+                candidates = [j.label_model, j.sv_model]  # the pod's own, then its counters'
             candidates += [_label(j.ns_labels, k) for k in keys]
             if dim == "team" and team_map is not None:
                 candidates.append(j.mapped_team)
@@ -693,3 +711,42 @@ def _attribute(
 
 def _label(labels: ir.MapValue, key: str) -> ir.StringValue:
     return labels.get(key).nullif("")
+
+
+def _labelled_model(labels: ir.MapValue, rules: AttributionRules) -> ir.StringValue:
+    """The model a workload's own labels name, or NULL."""
+    return ibis.coalesce(*(_label(labels, k) for k in rules.keys_for("model")))
+
+
+def _split_by_served(j: ir.Table, served: ir.Table) -> ir.Table:
+    """Each row of a workload whose labels name no model, once per model its serving
+    counters name, its GPU time and money multiplied by that model's share; the workload's
+    last model takes the row's amount less the others' (so the parts add up exactly)."""
+    j = j.mutate(_rid=ibis.row_number())
+    j = j.left_join(served, [j.workload_id == served.sv_workload, j.label_model.isnull()])
+    split = j.sv_model.notnull() & (j.models > 1)
+    row = ibis.window(group_by=j._rid)
+    parts: dict[str, ir.Value] = {}
+    for name in SUMMED:
+        kind = MS if name.endswith("_ms") else UNITS
+        whole = j[name]
+        part = _cast(whole.cast("float64") * j.frac, kind)
+        others = j.last.ifelse(ibis.literal(Decimal(0), type=kind), part).sum().over(row)
+        parts[name] = split.ifelse(j.last.ifelse(_cast(whole - others, kind), part), whole)
+    return j.mutate(**parts)
+
+
+def _served_used(
+    store: Store, g: ir.Table, served: ir.Table, rules: AttributionRules
+) -> list[dict[str, object]]:
+    """The workloads that held GPU time in the window and whose model came from their
+    serving counters (their labels name none), with each model's share: for the report."""
+    w = store.table("workloads").select(wl="workload_id", labels="labels")
+    held = g.filter(g.workload_id.notnull()).select("workload_id").distinct()
+    x = served.join(held, served.sv_workload == held.workload_id)
+    x = x.left_join(w, x.sv_workload == w.wl)
+    x = x.filter(_labelled_model(x.labels, rules).isnull())
+    x = x.select(
+        workload=x.sv_workload, model=x.sv_model, frac=x.frac, basis=x.basis, models=x.models
+    )
+    return store.arrow(x.order_by(["workload", "model"])).to_pylist()

@@ -3,27 +3,73 @@
 from __future__ import annotations
 
 import ibis
+import ibis.expr.types as ir
 import pyarrow as pa
 
 from aifinops.store.db import Store
 
+TOKENS = ("prompt_tokens", "generation_tokens")
 
-def counter_increases(store: Store, start_ms: int, end_ms: int) -> pa.Table:
-    """model, metric, increase: per series (pod, server, model, metric), the sum of the
-    increases between consecutive samples whose later sample lies in [start, end). A drop
-    is a counter reset: the new value is the increase. A series' first sample is its
-    baseline (what it counted before is not known to fall in the window)."""
+
+def _increases(store: Store, start_ms: int, end_ms: int) -> ir.Table:
+    """The counter samples in [start, end), each with `inc`: its increase over the series'
+    (pod, server, model, metric) previous sample. A drop is a counter reset: the new value
+    is the increase. A series' first sample is its baseline (what it counted before is not
+    known to fall in the window)."""
     c = store.table("serving_counters")
     c = c.filter(c.ts_ms < end_ms)
     w = ibis.window(group_by=[c.workload_id, c.server, c.model, c.metric], order_by=c.ts_ms)
     prev = c.value.lag().over(w)
     inc = prev.isnull().ifelse(0.0, (c.value >= prev).ifelse(c.value - prev, c.value))
     c = c.mutate(inc=inc)
-    c = c.filter(c.ts_ms >= start_ms)
+    return c.filter(c.ts_ms >= start_ms)
+
+
+def counter_increases(store: Store, start_ms: int, end_ms: int) -> pa.Table:
+    """model, metric, increase: the sum of the increases of every series in [start, end)."""
+    c = _increases(store, start_ms, end_ms)
     return store.arrow(
         c.group_by(["model", "metric"])
         .aggregate(increase=c.inc.sum())
         .order_by(["model", "metric"])
+    )
+
+
+def served_models(store: Store, start_ms: int, end_ms: int) -> ir.Table:
+    """What each workload served in [start, end), by its own serving counters: one row per
+    workload and model it names (sv_workload, sv_model), with the workload's share of the
+    model (`frac`), on what that share is based (`basis`: tokens, where the workload
+    counted any; else requests; else an even split) and whether the row is the workload's
+    `last` (by model name), which takes what the others' rounded shares leave."""
+    c = _increases(store, start_ms, end_ms)
+    c = c.filter(c.workload_id.notnull() & c.model.notnull())
+    per = c.group_by(sv_workload=c.workload_id, sv_model=c.model).aggregate(
+        tokens=c.metric.isin(TOKENS).ifelse(c.inc, 0.0).sum(),
+        requests=(c.metric == "requests").ifelse(c.inc, 0.0).sum(),
+    )
+    w = ibis.window(group_by=per.sv_workload)
+    ranked = ibis.window(group_by=per.sv_workload, order_by=per.sv_model)
+    per = per.mutate(
+        all_tokens=per.tokens.sum().over(w),
+        all_requests=per.requests.sum().over(w),
+        n=per.count().over(w),
+        rank=ibis.row_number().over(ranked),
+    )
+    return per.select(
+        "sv_workload",
+        "sv_model",
+        frac=ibis.cases(
+            (per.all_tokens > 0, per.tokens / per.all_tokens),
+            (per.all_requests > 0, per.requests / per.all_requests),
+            else_=1.0 / per.n.cast("float64"),
+        ),
+        basis=ibis.cases(
+            (per.all_tokens > 0, ibis.literal("tokens")),
+            (per.all_requests > 0, ibis.literal("requests")),
+            else_=ibis.literal("even"),
+        ),
+        last=per.rank == per.n - 1,
+        models=per.n,
     )
 
 
