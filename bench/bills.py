@@ -5,7 +5,8 @@ The sample (`focus_converters-tests/aws`, 1,281 lines x 94 columns) is written C
 with each copy's `identity/LineItemId` suffixed, so no line repeats. Two comparisons, each
 printed as what it is:
 - whole commands, as a user runs them, paired and interleaved, the same number of runs
-  each: `aifinops ingest cur FILE` into a new store (read, convert, stage, write) against
+  each: `aifinops ingest cur FILE` into a new store (read and convert into a stage in the
+  store's DuckDB, check the delivery, write) against
   `../shared/tools/focus-convert --provider aws-cur` (read, convert, write FOCUS Parquet);
 - in process, beside it: our reader `sources.bills.engine.read_bill` stopping at FOCUS-shaped
   Arrow batches in memory, and a bare DuckDB scan with the cost cast to DECIMAL (the

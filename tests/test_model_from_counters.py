@@ -114,7 +114,8 @@ def test_split_by_requests_or_evenly_and_exact(make_service: Any, tmp_path: Path
 
 
 def test_steps_and_other_dimensions_keep_the_split(make_service: Any, tmp_path: Path) -> None:
-    svc = make_service(PRICES)
+    # a namespace-to-team map too: its join and the counters' join side by side
+    svc = make_service({**PRICES, "attribution": {"namespace_teams": {"ml": "ml-team"}}})
     fleet(svc, {"multi": {"team": "search"}})
     serve(svc, tmp_path, "multi", {"m1": (3, 200, 100), "m2": (1, 50, 50)})
     # per 30-minute step: $2 a step, 3/4 to m1 and 1/4 to m2 in each

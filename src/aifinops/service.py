@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from aifinops.app.access import Access
 from aifinops.app.bills import Bills
 from aifinops.app.collect import Collect, SourceRun
 from aifinops.app.context import AppContext
@@ -19,14 +20,17 @@ from aifinops.app.costs import CostQuery, Costs
 from aifinops.app.ingest import Ingest, IngestResult
 from aifinops.app.prices import Prices
 from aifinops.config import Settings
+from aifinops.core.access import Caller
 from aifinops.core.model import CostReport, IdlePolicy, SharedGpuPolicy
 from aifinops.core.pricing import Catalog, NodePrice, NodeRule
 from aifinops.core.reconcile import ReconciledReport
 from aifinops.core.windows import parse_instant
+from aifinops.errors import UsageError
 from aifinops.sources.base import SourceConfig
 from aifinops.store.db import Store
 
 Progress = Callable[[str, int, int], None]
+BILL_KINDS = ("cur", "focus", "azure", "oci")
 
 
 class Service:
@@ -47,6 +51,7 @@ class Service:
         self.costs = Costs(self.ctx, self.prices)
         self.bills = Bills(self.ingest, self.costs)
         self.collector = Collect(self.ingest)
+        self.access = Access(self.ctx)
 
     # -- plumbing -----------------------------------------------------------------------
     @property
@@ -173,6 +178,27 @@ class Service:
 
         return self._read(AgentConfig(path=str(path)))[0]
 
+    def ingest_file(self, kind: str, path: Path, **options: Any) -> list[IngestResult]:
+        """One uploaded input of a kind `aifinops ingest` knows (the server's uploads):
+        `options` are that kind's (`at`, `pod`, `replace`...). An nvidia-smi bundle is a
+        directory already unpacked."""
+        if kind in BILL_KINDS:
+            return self.ingest_bills(kind, [path], replace=bool(options.pop("replace", False)),
+                                     options=options or None)  # fmt: skip
+        readers: dict[str, Callable[..., Any]] = {
+            "nvidia-smi": lambda: [self.ingest_nvidia_smi(path, **options)],
+            "kubernetes": lambda: self.ingest_kubernetes([path]),
+            "dcgm": lambda: self.ingest_dcgm([str(path)], **options),
+            "slurm": lambda: self.ingest_slurm([path], **options),
+            "inference": lambda: self.ingest_inference([str(path)], **options),
+            "opencost": lambda: self.ingest_opencost([str(path)]),
+            "agent": lambda: [self.ingest_agent_segment(path)],
+        }
+        if kind not in readers:
+            raise UsageError(f"unknown ingest kind {kind!r}", where="kind",
+                             hint=", ".join(sorted([*readers, *BILL_KINDS])))  # fmt: skip
+        return list(readers[kind]())
+
     def ingest_bills(
         self,
         kind: str,
@@ -203,6 +229,13 @@ class Service:
     def collect(self, **options: Any) -> list[SourceRun]:
         return self.collector.run(**options)
 
+    def sources_due(self) -> list[str]:
+        return self.collector.due()
+
+    def collect_due(self) -> list[SourceRun]:
+        """One pass of collection: the configured sources whose interval has passed."""
+        return self.collector.run_due()[0]
+
     def sources_status(self) -> list[dict[str, Any]]:
         return self.collector.status()
 
@@ -232,7 +265,36 @@ class Service:
     def energy(self, *, window: str | None = None, last: str | None = None) -> list[dict[str, Any]]:
         return self.prices.energy(self.costs.resolve_window(window, last))
 
+    # -- the server's tokens and audit log -----------------------------------------------
+    def create_token(self, name: str, role: str) -> str:
+        return self.access.create(name, role)
+
+    def revoke_token(self, name: str) -> None:
+        self.access.revoke(name)
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return self.access.listed()
+
+    def live_tokens(self) -> list[tuple[str, str, str]]:
+        return self.access.live()
+
+    def audit(self, caller: Caller, action: str, target: str | None, status: int,
+              detail: str | None = None) -> None:  # fmt: skip
+        self.access.audit(caller, action, target, status, detail)
+
+    def audit_log(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        return self.access.audit_log(limit, offset)
+
     # -- costs ----------------------------------------------------------------------------
+    def metrics_snapshot(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """What `/metrics` shows, read from the store now (app/metrics.py)."""
+        from aifinops.app.metrics import Metrics
+
+        return Metrics(self.costs, self.collector.status).snapshot().values
+
+    def gpu_utilization(self, lookback_ms: int = 15 * 60_000) -> list[dict[str, Any]]:
+        return self.costs.utilization(lookback_ms)
+
     def data_extent(self) -> tuple[int, int] | None:
         return self.costs.data_extent()
 

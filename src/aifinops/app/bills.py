@@ -78,16 +78,15 @@ class Bills:
                 todo.append((path, digest, result))
         if not todo:
             return results
-        stage = store.stage("bills", bills.COST_LINES)
+        stage = store.stage("bills", bills.STAGED)
         try:
             done = 0
-            for path, _, result in todo:
+            for n, (path, _, result) in enumerate(todo, 1):
                 read = bills.BillRead()
-                for n, batch in enumerate(bills.read_bill(path, fmt, options=options, read=read)):
-                    store.stage_append(stage, batch)
-                    done += batch.num_rows
-                    if progress:
-                        progress("cost lines", done, n + 1)
+                done += bills.stage_bill(store.duckdb(), path, fmt, stage, options=options,
+                                         read=read)  # fmt: skip
+                if progress:
+                    progress("cost lines", done, n)
                 result.notes += read.problems
                 if read.skipped > len(read.problems):
                     result.notes.append(f"{read.skipped} line(s) skipped in all")
@@ -116,7 +115,9 @@ class Bills:
                 todo[0][2].notes.append(manifest.note)
                 replace = replace or manifest.complete
             with store.transaction():
-                for r in stored_bills.store_delivery(store, stage, replace=replace):
+                written = stored_bills.store_delivery(store, stage, replace=replace,
+                                                      repeats=bool(repeats))  # fmt: skip
+                for r in written:
                     todo[0][2].notes.append(_period_note(r))
                 for path, digest, result in todo:
                     self.ingest.log(state.LoggedInput(digest, kind, str(path), rows=result.rows))

@@ -3,6 +3,7 @@ its health kept in the store; and the node agent, which ships what it samples he
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,18 +61,8 @@ class Collect:
         done: list[SourceRun] = []
         while True:
             now = self.ctx.now_ms()
-            states = state.source_states(self.ctx.store)
-            next_due = None
-            for src in sources:
-                every = interval_ms(src)
-                last = (states.get(src.name) or {}).get("last_run_ms")
-                if once or last is None or now >= last + every:
-                    run = self.run_one(src, now, states.get(src.name) or {})
-                    done.append(run)
-                    if report:
-                        report(src.name, run)
-                    last = now
-                next_due = last + every if next_due is None else min(next_due, last + every)
+            runs, next_due = self.run_due(sources, once=once, report=report)
+            done += runs
             if once or (seconds is not None and time.monotonic() - started >= seconds):
                 return done
             wait = max(0.5, ((next_due or now) - self.ctx.now_ms()) / 1000)
@@ -81,6 +72,43 @@ class Collect:
             # of the store between runs, so `sources status`, `cost`... run meanwhile
             self.ctx.close()
             pause(wait)
+
+    def run_due(
+        self,
+        sources: Sequence[SourceConfig] | None = None,
+        *,
+        once: bool = False,
+        report: Callable[[str, SourceRun], None] | None = None,
+    ) -> tuple[list[SourceRun], int | None]:
+        """One pass: run each source whose interval has passed since its last run (every
+        source, `once`); the runs, and when the next source is due (ms)."""
+        now = self.ctx.now_ms()
+        states = state.source_states(self.ctx.store)
+        done: list[SourceRun] = []
+        next_due = None
+        for src in self.ctx.settings.sources if sources is None else sources:
+            every = interval_ms(src)
+            last = (states.get(src.name) or {}).get("last_run_ms")
+            if once or last is None or now >= last + every:
+                run = self.run_one(src, now, states.get(src.name) or {})
+                done.append(run)
+                if report:
+                    report(src.name, run)
+                last = now
+            next_due = last + every if next_due is None else min(next_due, last + every)
+        return done, next_due
+
+    def due(self) -> list[str]:
+        """The configured sources whose interval has passed since their last run (a read:
+        the server asks before it opens the store for writing)."""
+        now = self.ctx.now_ms()
+        states = state.source_states(self.ctx.store)
+        return [
+            s.name
+            for s in self.ctx.settings.sources
+            if (last := (states.get(s.name) or {}).get("last_run_ms")) is None
+            or now >= last + interval_ms(s)
+        ]
 
     def run_one(self, src: SourceConfig, now: int, last: dict[str, Any]) -> SourceRun:
         """One run of one source; an error is recorded, never raised past the loop."""
@@ -113,9 +141,11 @@ class Collect:
 
     def status(self) -> list[dict[str, Any]]:
         states = state.source_states(self.ctx.store)
+        now = self.ctx.now_ms()
         out = []
         for src in self.ctx.settings.sources:
             row = states.get(src.name) or {}
+            last_ok = row.get("last_ok_ms")
             out.append(
                 {
                     "name": src.name,
@@ -131,6 +161,8 @@ class Collect:
                     "state": "never run"
                     if not row
                     else ("failing" if row.get("last_error") else "ok"),
+                    # fresh: a success within twice the interval (what /ready asks)
+                    "stale": last_ok is None or now - last_ok > 2 * interval_ms(src),
                 }
             )
         return out
@@ -168,8 +200,10 @@ class Collect:
         if server:
             target = server.rstrip("/") + "/api/v1/agent/segments"
 
+            token = os.environ.get("AIFINOPS_TOKEN")  # from the environment, never a flag
+
             def ship(segment: Path) -> None:
-                post_bytes(target, segment.read_bytes(), "application/x-ndjson")
+                post_bytes(target, segment.read_bytes(), "application/x-ndjson", token=token)
 
         else:
             assert ship_here is not None

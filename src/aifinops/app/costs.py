@@ -62,6 +62,21 @@ class Costs:
     def data_extent(self) -> tuple[int, int] | None:
         return stored.usage_extent(self.ctx.store)
 
+    def utilization(self, lookback_ms: int) -> list[dict[str, Any]]:
+        """Per node and GPU, its newest sample (within `lookback_ms` of the store's newest):
+        the share of it the GPU was busy and who held it."""
+        out = []
+        for r in stored.newest_samples(self.ctx.store, lookback_ms):
+            dur = r["duration_ms"] or 0.0
+            out.append({
+                "node": r["node"], "gpu": r["gpu"], "gpu_model": r["gpu_model"],
+                "at": from_ms(r["ts_ms"]).isoformat().replace("+00:00", "Z"),
+                "sample_seconds": round(dur / 1000, 3),
+                "utilization": round(r["busy_ms"] / dur, 4) if dur > 0 else None,
+                "holders": r["holders"] or [],
+            })  # fmt: skip
+        return out
+
     def resolve_window(self, window: str | None, last: str | None) -> Window:
         """The window asked for, or the 7 days up to the newest sample in the store."""
         if window and last:
@@ -94,8 +109,8 @@ class Costs:
         win = self.resolve_window(window, q.last)
         dims = self._dimensions(q)
         alloc = self.ctx.settings.allocation
-        idle_p = IdlePolicy(q.idle or alloc.idle)
-        shared_p = SharedGpuPolicy(q.shared_gpu or alloc.shared_gpu)
+        idle_p = _policy(IdlePolicy, q.idle or alloc.idle, "--idle")
+        shared_p = _policy(SharedGpuPolicy, q.shared_gpu or alloc.shared_gpu, "--shared-gpu")
         step_ms = int(parse_duration(q.step or alloc.step, what="--step").total_seconds() * 1000)
         if step_ms < 60_000:
             raise UsageError("the step must be at least 1m", where="--step")
@@ -258,6 +273,15 @@ class Costs:
                 "in these rows"
             )
         return rows, asset, notes
+
+
+def _policy(kind: Any, value: Any, where: str) -> Any:
+    """`value` as the policy enum `kind`, or a usage error naming the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise UsageError(f"unknown policy {value!r}", where=where,
+                         hint=", ".join(p.value for p in kind)) from None  # fmt: skip
 
 
 def cost_row(r: dict[str, Any], dims: tuple[str, ...], step_ms: int, win: Window) -> CostRow:

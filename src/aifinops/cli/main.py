@@ -67,6 +67,10 @@ store_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=PLAIN, help="The store itself: checks and repairs."
 )
 app.add_typer(store_app, name="store")
+token_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=PLAIN, help="API tokens for `aifinops serve`."
+)
+app.add_typer(token_app, name="token")
 
 
 class Format(StrEnum):
@@ -776,6 +780,58 @@ def demo(
             progress=lambda what, i, n: status.update(f"generating {what}: {i}/{n} GPUs"),
         )
     render.demo(result, out)
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    jobs: Annotated[
+        bool, typer.Option("--jobs/--no-jobs", help="Run collect (the configured sources).")
+    ] = True,
+) -> None:
+    """Run the REST API, /metrics and the periodic jobs (collect) in one process."""
+    import uvicorn
+
+    from aifinops.api.app import create_app
+
+    app_ = create_app(_settings(), jobs=jobs)
+    _console(stderr=True).print(f"aifinops serve: http://{host}:{port} (API docs at /docs)",
+                                markup=False)  # fmt: skip
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who or what the token is for.")],
+    role: Annotated[str, typer.Option(help="viewer (reads) or admin (reads and writes).")],
+) -> None:
+    """Create an API token: printed once, stored only as a hash."""
+    token = _service().create_token(name, role)
+    _console().print(token, markup=False)
+    _console(stderr=True).print(
+        f"token {name!r} ({role}) created; it is shown once: keep it in a secret store",
+        markup=False,
+    )
+
+
+@token_app.command("list")
+def token_list(
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """The tokens' names, roles and dates (never the tokens)."""
+    rows = _service(read_only=True).tokens()
+    _emit(rows, fmt, title="API tokens", columns=("name", "role", "created", "revoked"))
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
+    """Revoke a token: the server refuses it from its next request."""
+    _service().revoke_token(name)
+    _console().print(f"token {name!r} revoked", markup=False)
 
 
 @config_app.command("show")

@@ -86,12 +86,7 @@ def view(data: Any, title: str, columns: tuple[str, ...]) -> View:
 
 @view.register
 def _cost_view(report: CostReport, title: str, columns: tuple[str, ...]) -> View:
-    fields = ("start", "end", *report.by, "gpu_hours", "gpu_cost", "cpu_cost", "ram_cost",
-              "idle_cost", "total_cost", "gpu_efficiency", "efficiency_signal",
-              "waste_cost")  # fmt: skip
-    rows = [
-        {**{k: v for k, v in row.to_dict().items() if k != "key"}, **row.key} for row in report.rows
-    ]
+    fields, rows = report.table()
     return View(report.to_dict(), rows, fields, layout=partial(_cost_layout, report))
 
 

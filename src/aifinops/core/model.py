@@ -227,6 +227,15 @@ class CostReport:
     def bucket_total(self, bucket: str) -> Decimal:
         return sum((r.total_cost for r in self.rows if r.is_bucket(bucket)), ZERO)
 
+    def table(self) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+        """The rows flat, for CSV: the columns, and each row's dict (key fields inline)."""
+        columns = ("start", "end", *self.by, "gpu_hours", "gpu_cost", "cpu_cost", "ram_cost",
+                   "idle_cost", "total_cost", "gpu_efficiency", "efficiency_signal",
+                   "waste_cost")  # fmt: skip
+        rows = [{**{k: v for k, v in r.to_dict().items() if k != "key"}, **r.key}
+                for r in self.rows]  # fmt: skip
+        return columns, rows
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "window": self.window.iso(),

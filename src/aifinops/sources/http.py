@@ -49,14 +49,15 @@ def fetch_text(
     )
 
 
-def post_bytes(url: str, body: bytes, content_type: str, *, timeout: float = 30.0) -> None:
-    """POST a body; any failure is an InputError (the caller keeps what it tried to send)."""
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": content_type, "User-Agent": USER_AGENT},
-    )
+def post_bytes(
+    url: str, body: bytes, content_type: str, *, timeout: float = 30.0, token: str | None = None
+) -> None:
+    """POST a body (with `token` as a bearer token); any failure is an InputError (the
+    caller keeps what it tried to send)."""
+    headers = {"Content-Type": content_type, "User-Agent": USER_AGENT}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()

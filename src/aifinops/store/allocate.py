@@ -653,10 +653,10 @@ def _attribute(
     if rules.namespace_teams:
         team_map = temps.values(
             "alloc_teams",
-            (("namespace", "VARCHAR"), ("mapped_team", "VARCHAR")),
+            (("mapped_namespace", "VARCHAR"), ("mapped_team", "VARCHAR")),
             [list(rules.namespace_teams), list(rules.namespace_teams.values())],
         )
-        j = j.left_join(team_map, j.namespace == team_map.namespace)
+        j = j.left_join(team_map, j.namespace == team_map.mapped_namespace)
 
     bucket = (
         ibis.cases(

@@ -56,22 +56,29 @@ class AmbiguousDelivery(UsageError):
 
 def repeats_in_stage(store: Store, stage: str) -> dict[str, tuple[int, int]]:
     """Per source file of a staged delivery: lines repeated within the file, and lines that
-    an earlier file (by name) of the delivery already has."""
+    an earlier file (by name) of the delivery already has. The repeated hashes are found
+    first (a hash aggregate), so that only their lines, usually none, are sorted."""
     return {
         source: (int(within), int(across))
         for source, within, across in store.raw(
             "SELECT source, count(*) FILTER (WHERE first = source), "
             "count(*) FILTER (WHERE first <> source) FROM (SELECT source, "
             "row_number() OVER w AS n, first_value(source) OVER w AS first "
-            f'FROM "{stage}" WINDOW w AS (PARTITION BY line_hash ORDER BY source)) '
+            f'FROM "{stage}" WHERE line_hash IN (SELECT line_hash FROM "{stage}" '
+            "GROUP BY line_hash HAVING count(*) > 1) "
+            "WINDOW w AS (PARTITION BY line_hash ORDER BY source)) "
             "WHERE n > 1 GROUP BY source"
         )
     }
 
 
-def store_delivery(store: Store, stage: str, *, replace: bool = False) -> list[PeriodWritten]:
+def store_delivery(
+    store: Store, stage: str, *, replace: bool = False, repeats: bool = True
+) -> list[PeriodWritten]:
     """Write a staged delivery (call inside a transaction). A line repeated in it is kept
-    once, from the first file (by name) that has it. For each billing period (provider,
+    once, from the first file (by name) that has it; `repeats=False` (`repeats_in_stage`
+    found none) spares the sort that finds them. The stage's columns named with `_` are the
+    reader's own, not stored. For each billing period (provider,
     account, period) that the store already holds:
 
     1. with `replace`, or where the lines carry no provider line id (FOCUS, Azure, OCI),
@@ -103,9 +110,10 @@ def store_delivery(store: Store, stage: str, *, replace: bool = False) -> list[P
             store.raw(f'DELETE FROM "{stage}" WHERE {_SAME_PERIOD}', params)
         done.append(PeriodWritten(action, provider, account, start, billed, after[0], currencies,
                                   int(after[1])))  # fmt: skip
+    first = "QUALIFY row_number() OVER (PARTITION BY line_hash ORDER BY source) = 1"
     store.raw(
-        f'INSERT INTO cost_lines SELECT * FROM "{stage}" '
-        "QUALIFY row_number() OVER (PARTITION BY line_hash ORDER BY source) = 1"
+        "INSERT INTO cost_lines BY NAME SELECT COLUMNS(lambda c: NOT starts_with(c, '_')) "
+        f'FROM "{stage}" {first if repeats else ""}'
     )
     return done
 

@@ -77,6 +77,7 @@ class Store:
     ):
         self.path = str(path) if path is not None else ":memory:"
         self.read_only = read_only
+        self._tables: dict[str, ibis.Table] = {}
         if self.path != ":memory:":
             refuse_non_duckdb(Path(self.path))
         try:
@@ -141,6 +142,7 @@ class Store:
                     "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name]
                 )
             applied.append(version)
+        self._tables.clear()
         return applied
 
     def schema_version(self) -> int:
@@ -166,8 +168,19 @@ class Store:
         except Exception:  # statements without a result set
             return []
 
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection under Ibis, for a reader that converts a file set at a time
+        in DuckDB straight into a stage of ours (`sources.bills.engine.stage_bill`): the rows
+        go from the file to the store without an Arrow hand-off between two databases."""
+        return self.con.con
+
     def table(self, name: str) -> ibis.Table:
-        return self.con.table(name)
+        """The table as an Ibis expression. Its columns are asked of DuckDB once per
+        connection (a query each time, several per `cost`): only a migration changes them."""
+        found = self._tables.get(name)
+        if found is None:
+            found = self._tables[name] = self.con.table(name)
+        return found
 
     def arrow(self, expr: ibis.Expr) -> pa.Table:
         """Run an Ibis expression and fetch its result as Arrow, typed as the expression's

@@ -47,6 +47,32 @@ def usage_extent(store: Store) -> tuple[int, int] | None:
     return None if row[0] is None else (int(row[0]), int(row[1]))
 
 
+def newest_samples(store: Store, lookback_ms: int) -> list[dict[str, Any]]:
+    """Per node and GPU, its newest sample, where that lies within `lookback_ms` of the
+    newest sample in the store: when, how long, the busy time, and who held it."""
+    rows = store.raw(
+        """
+        WITH recent AS (
+            SELECT node_id, gpu_id, max(ts_ms) AS ts_ms FROM gpu_usage
+            WHERE ts_ms >= (SELECT max(ts_ms) FROM gpu_usage) - ?
+            GROUP BY node_id, gpu_id
+        )
+        SELECT u.node_id, u.gpu_id, u.ts_ms, n.gpu_model,
+               CAST(sum(u.held_req) AS DOUBLE), CAST(sum(u.used) AS DOUBLE),
+               list(DISTINCT u.workload_id ORDER BY u.workload_id)
+                   FILTER (WHERE u.workload_id IS NOT NULL)
+        FROM gpu_usage u
+        JOIN recent r ON u.node_id = r.node_id AND u.gpu_id = r.gpu_id AND u.ts_ms = r.ts_ms
+        LEFT JOIN nodes n ON n.node_id = u.node_id
+        GROUP BY u.node_id, u.gpu_id, u.ts_ms, n.gpu_model
+        ORDER BY u.node_id, u.gpu_id
+        """,
+        [lookback_ms],
+    )
+    keys = ("node", "gpu", "ts_ms", "gpu_model", "duration_ms", "busy_ms", "holders")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
 def claim_unowned(store: Store, node: str, workload: str, start: int, end: int | None) -> int:
     """Give the node's samples in [start, end) that no telemetry tied to an owner (no holder,
     or an unknown process `NODE/pid-N`) to `workload`; how many rows were given."""

@@ -254,4 +254,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # parts of one delivery are told from a restatement by it (app/bills.py)
         ["ALTER TABLE cost_lines ADD COLUMN line_id VARCHAR"],
     ),
+    (
+        11,
+        "the server: API tokens (hashed, with a role) and the audit log of writes",
+        [
+            """
+            CREATE TABLE api_tokens (
+                name VARCHAR PRIMARY KEY,
+                role VARCHAR NOT NULL,
+                token_hash VARCHAR NOT NULL,
+                created_ms BIGINT NOT NULL,
+                revoked_ms BIGINT
+            )
+            """,
+            """
+            CREATE TABLE audit_log (
+                ts_ms BIGINT NOT NULL,
+                actor VARCHAR NOT NULL,
+                role VARCHAR,
+                action VARCHAR NOT NULL,
+                target VARCHAR,
+                status INTEGER,
+                detail VARCHAR
+            )
+            """,
+        ],
+    ),
 ]

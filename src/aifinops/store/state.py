@@ -80,3 +80,52 @@ def cache_prices(store: Store, provider: str, fetched_ms: int, offers_json: str)
         "SET fetched_ms = excluded.fetched_ms, offers = excluded.offers",
         [provider, fetched_ms, offers_json],
     )
+
+
+# -- the server's tokens and audit log ---------------------------------------------------------
+TOKEN_COLUMNS = ("name", "role", "token_hash", "created_ms", "revoked_ms")
+AUDIT_COLUMNS = ("ts_ms", "actor", "role", "action", "target", "status", "detail")
+
+
+def tokens(store: Store) -> list[dict[str, Any]]:
+    """Every API token's row (its hash, never the token), by name."""
+    rows = store.raw(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM api_tokens ORDER BY name")
+    return [dict(zip(TOKEN_COLUMNS, r, strict=True)) for r in rows]
+
+
+def add_token(store: Store, name: str, role: str, token_hash: str, at_ms: int) -> bool:
+    """Store a new token's hash; False where a live token has that name already (a revoked
+    one is replaced)."""
+    if store.raw("SELECT 1 FROM api_tokens WHERE name = ? AND revoked_ms IS NULL", [name]):
+        return False
+    store.raw(
+        "INSERT INTO api_tokens VALUES (?, ?, ?, ?, NULL) ON CONFLICT (name) DO UPDATE SET "
+        "role = excluded.role, token_hash = excluded.token_hash, "
+        "created_ms = excluded.created_ms, revoked_ms = NULL",
+        [name, role, token_hash, at_ms],
+    )
+    return True
+
+
+def revoke_token(store: Store, name: str, at_ms: int) -> bool:
+    found = store.raw(
+        "UPDATE api_tokens SET revoked_ms = ? WHERE name = ? AND revoked_ms IS NULL RETURNING name",
+        [at_ms, name],
+    )
+    return bool(found)
+
+
+def audit(store: Store, entry: dict[str, Any]) -> None:
+    store.raw(
+        f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [entry.get(c) for c in AUDIT_COLUMNS],
+    )
+
+
+def audit_entries(store: Store, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    rows = store.raw(
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY ts_ms DESC, action "
+        "LIMIT ? OFFSET ?",
+        [limit, offset],
+    )
+    return [dict(zip(AUDIT_COLUMNS, r, strict=True)) for r in rows]

@@ -3,11 +3,13 @@
 Each bill format (FOCUS, AWS CUR, Azure, OCI: `focus.py`, `cur.py`, `azure.py`, `oci.py`)
 says, as SQL over the file's own columns, how to compute each cost-line column; this module
 reads the file (CSV, gzipped CSV or Parquet) in a streaming scan, runs those expressions set
-at a time and yields Arrow batches of `COST_LINES`. Rows cut short are reported by line
+at a time and yields Arrow batches of `COST_LINES` (`read_bill`), or writes them into a
+stage table on the caller's DuckDB connection (`stage_bill`: an ingest's lines go from the
+file to the store without leaving DuckDB). Rows cut short are reported by line
 number (DuckDB's rejects table); rows whose cost, currency or period cannot be read, and
 rows with an amount beyond MAX_AMOUNT, are skipped and reported by line number too (found by
 their line hash in a second pass, made only when there are such rows; a Parquet file's by row
-number); nothing is held in memory but the batch in hand. The text encoding is told from
+number); a read holds nothing in memory but the batch in hand. The text encoding is told from
 the file's start (`diagnose.py`, which also says, by line, why a file DuckDB cannot read is
 unreadable).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
@@ -69,6 +72,12 @@ COST_LINES = pa.schema(
         ("line_id", pa.string()),  # the provider's own line id, where the file has one
     ]
 )
+# a delivery's stage (`stage_bill`): the cost lines, and why a line is to be skipped (the
+# first amount out of range, the problem); columns named with `_` are not stored
+STAGED = COST_LINES.append(pa.field("_too_large", pa.string())).append(
+    pa.field("_problem", pa.string())
+)
+_REJECTS = ["bill_rejects", "bill_reject_scans"]  # DuckDB's tables of the lines it rejected
 # the columns a line cannot do without: a line missing one is reported and skipped
 REQUIRED = {
     "billed_cost": "cost",
@@ -248,7 +257,7 @@ def _source(path: Path, pad: bool = False, encoding: str = "utf-8") -> str:
     return (
         f"read_csv({name}, header = true, all_varchar = true, delim = ',', quote = '\"', "
         f"escape = '\"', nullstr = ['', 'NULL'], store_rejects = true, "
-        f"rejects_table = 'bill_rejects', rejects_scan = 'bill_reject_scans'"
+        f"rejects_table = '{_REJECTS[0]}', rejects_scan = '{_REJECTS[1]}'"
         f"{', null_padding = true' if pad else ''}"
         f"{f', encoding = {literal(encoding)}' if encoding != 'utf-8' else ''})"
     )
@@ -299,16 +308,77 @@ def read_bill(
     state = read if read is not None else BillRead()
     con = _connect()
     try:
-        yield from _read(con, path, fmt, options or {}, batch_rows, state)
+        scan = _prepare(con, path, fmt, options or {}, state)
+        try:
+            reader = con.sql(scan.sql).to_arrow_reader(batch_rows)
+            for batch in reader:
+                yield _keep(pa.Table.from_batches([batch]), state)
+        except InputError:
+            raise
+        except Exception as error:  # duckdb.Error mid-scan: a broken file
+            raise scan.unreadable(error) from error
+        _finish(con, path, state, scan)
     finally:
         con.close()
 
 
-def _read(
-    con: Any, path: Path, fmt: BillFormat, opts: dict[str, Any], batch_rows: int, state: BillRead
-) -> Iterator[pa.Table]:
-    from aifinops.sources.bills.diagnose import bill_encoding, not_utf8, unreadable
+def stage_bill(
+    con: Any,
+    path: Path,
+    fmt: BillFormat,
+    table: str,
+    *,
+    options: dict[str, Any] | None = None,
+    read: BillRead | None = None,
+) -> int:
+    """Convert one bill file into `table`, a table shaped as STAGED on `con`, the caller's
+    DuckDB connection (the store's stage): the lines go from the file to the table in one
+    statement and never leave DuckDB, where handing Arrow batches from our connection to
+    the caller's cost as much again as the conversion. Lines skipped for what they hold are
+    reported in `read` and removed from the table. Returns the lines kept."""
+    state, temporary = read if read is not None else BillRead(), list(_REJECTS)
+    with _session(con):
+        try:
+            scan = _prepare(con, path, fmt, options or {}, state)
+            temporary = scan.temporary
+            try:
+                added = con.execute(f"INSERT INTO {quote(table)} BY NAME {scan.sql}").fetchone()
+            except Exception as error:  # duckdb.Error mid-scan: a broken file
+                raise scan.unreadable(error) from error
+            kept = int(added[0]) - _skip_staged(con, table, state)
+            state.rows += kept
+            _finish(con, path, state, scan)
+        finally:  # the connection is the caller's: leave nothing of ours on it
+            for name in temporary:
+                con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
+    return kept
 
+
+@dataclass(frozen=True)
+class _Scan:
+    """One bill file's conversion, ready to run: its SQL (the COST_LINES columns, then
+    `_too_large` and `_problem`), the SQL and header positions of its line hash's parts, and
+    the temporary tables it makes on the connection."""
+
+    path: Path
+    sql: str
+    key: str
+    key_columns: list[int]
+    encoding: str
+    temporary: list[str]
+
+    def unreadable(self, error: Exception) -> InputError:
+        from aifinops.sources.bills.diagnose import unreadable
+
+        return unreadable(self.path, error, self.encoding)
+
+
+def _prepare(con: Any, path: Path, fmt: BillFormat, opts: dict[str, Any], state: BillRead) -> _Scan:
+    """Check the file is of `fmt` and build its conversion on `con` (its lookup tables)."""
+    from aifinops.sources.bills.diagnose import bill_encoding
+
+    for name in _REJECTS:  # a scan before this one on the connection left its rejects
+        con.execute(f"DROP TABLE IF EXISTS {name}")
     encoding = bill_encoding(path)
     header = header_of(path, con, encoding)
     if encoding == "latin-1":
@@ -330,9 +400,10 @@ def _read(
     except InputError as error:
         error.where = error.where or str(path)
         raise
-    joins = []
+    joins, temporary = [], [*_REJECTS]
     for name, rows, on in fmt.joins(header):
         _lookup_table(con, name, rows)
+        temporary.append(name)
         joins.append(on)
     key_names = _line_key(fmt, header, exprs, joins)
     key = ", ".join(f"coalesce(CAST({quote(n)} AS VARCHAR), chr(30))" for n in key_names)
@@ -358,18 +429,51 @@ def _read(
         f"SELECT *, CASE WHEN _too_large IS NOT NULL THEN 'an amount out of range' "
         f"{checks} ELSE NULL END AS _problem FROM lines"
     )
-    try:
-        reader = con.sql(sql).to_arrow_reader(batch_rows)
-        for batch in reader:
-            yield _keep(pa.Table.from_batches([batch]), path, state)
-    except InputError:
-        raise
-    except Exception as error:  # duckdb.Error mid-scan: a broken file
-        raise unreadable(path, error, encoding) from error
+    columns = [header.names.index(n) for n in key_names]
+    return _Scan(path, sql, key, columns, encoding, temporary)
+
+
+def _finish(con: Any, path: Path, state: BillRead, scan: _Scan) -> None:
+    """After the scan: the lines DuckDB rejected, and each skipped line by its number."""
+    from aifinops.sources.bills.diagnose import not_utf8
+
     bad_text = _rejects(con, path, state)
     if bad_text is not None:  # UTF-8 at the start, not further on: refuse, drop nothing
         raise not_utf8(path, bad_text)
-    _report_skipped(con, path, state, encoding, [header.names.index(n) for n in key_names], key)
+    _report_skipped(con, path, state, scan.encoding, scan.key_columns, scan.key)
+
+
+@contextmanager
+def _session(con: Any) -> Iterator[None]:
+    """The settings a conversion needs on a connection that is not its own (UTC for a
+    timestamp without an offset; no progress bar of DuckDB's), put back as they were."""
+    wanted = {"TimeZone": "'UTC'", "enable_progress_bar": "false"}
+    before = {k: con.execute(f"SELECT current_setting('{k}')").fetchone()[0] for k in wanted}
+    try:
+        for name, value in wanted.items():
+            con.execute(f"SET {name} = {value}")
+        yield
+    finally:
+        for name, was in before.items():
+            con.execute(f"SET {name} = {literal(was) if isinstance(was, str) else was}")
+
+
+def _skip_staged(con: Any, table: str, state: BillRead) -> int:
+    """Note and delete the staged lines of this scan that carry a `_problem` (the table's
+    earlier files have none left); returns how many."""
+    where = f"FROM {quote(table)} WHERE _problem IS NOT NULL"
+    count = int(con.execute(f"SELECT count(*) {where}").fetchone()[0])
+    if not count:
+        return 0
+    state.skipped += count
+    room = max(0, 50 - len(state.unplaced))
+    rows = con.execute(
+        f"SELECT _problem, _too_large, billed_cost, line_hash {where} ORDER BY rowid LIMIT {room}"
+    ).fetchall()
+    for why, too_large, cost, digest in rows:
+        _unplaced(state, why, too_large, cost, digest)
+    con.execute(f"DELETE {where}")
+    return count
 
 
 def _amounts_checked(build: Callable[[], dict[str, str]]) -> tuple[dict[str, str], list[str]]:
@@ -432,7 +536,7 @@ def _lookup_table(con: Any, name: str, rows: list[dict[str, str]]) -> None:
     cols = list(rows[0])
     values = ", ".join("(" + ", ".join(literal(r.get(c)) for c in cols) + ")" for r in rows)
     con.execute(
-        f"CREATE TEMP TABLE {name} AS SELECT * FROM (VALUES {values}) AS t"
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM (VALUES {values}) AS t"
         f"({', '.join(quote(c) for c in cols)})"
     )
 
@@ -461,7 +565,7 @@ def _line_id(fmt: BillFormat, header: Header) -> str:
     return f"concat_ws(chr(31), {', '.join(quote(str(i)) for i in ids)})"
 
 
-def _keep(table: pa.Table, path: Path, state: BillRead) -> pa.Table:
+def _keep(table: pa.Table, state: BillRead) -> pa.Table:
     import pyarrow.compute as pc
 
     problem = table.column("_problem")
@@ -476,19 +580,24 @@ def _keep(table: pa.Table, path: Path, state: BillRead) -> pa.Table:
             rejected.column("line_hash").to_pylist(),
             strict=True,
         ):
-            if too_large is not None:
-                why = (
-                    f"an amount out of range ({too_large.strip()}; a line's amounts must be "
-                    f"under {MAX_AMOUNT:,} in magnitude)"
-                )
-            elif cost is not None:
-                why = f"{why} (cost {cost})"
-            if len(state.unplaced) < 50:  # reported by line after the scan
-                state.unplaced.append((digest, why))
+            _unplaced(state, why, too_large, cost, digest)
         table = table.filter(pc.invert(bad))
     table = table.drop_columns(["_problem", "_too_large"]).cast(COST_LINES)
     state.rows += table.num_rows
     return table
+
+
+def _unplaced(state: BillRead, why: str, too_large: str | None, cost: Any, digest: str) -> None:
+    """Keep what is wrong with a skipped line, to report it by line after the scan."""
+    if too_large is not None:
+        why = (
+            f"an amount out of range ({too_large.strip()}; a line's amounts must be "
+            f"under {MAX_AMOUNT:,} in magnitude)"
+        )
+    elif cost is not None:
+        why = f"{why} (cost {cost})"
+    if len(state.unplaced) < 50:
+        state.unplaced.append((digest, why))
 
 
 def _rejects(con: Any, path: Path, state: BillRead) -> int | None:
@@ -498,7 +607,7 @@ def _rejects(con: Any, path: Path, state: BillRead) -> int | None:
         rows = con.execute(
             # one row per missing column of a short line: the first says how many it had
             "SELECT line, arg_min(error_type, column_idx), arg_min(error_message, column_idx) "
-            "FROM bill_rejects GROUP BY line ORDER BY line"
+            f"FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
         ).fetchall()
     except Exception:  # Parquet: no rejects table
         return None

@@ -1,0 +1,129 @@
+"""What `aifinops serve` holds between requests: the store, answers keyed on the store's
+data version, the periodic jobs.
+
+DuckDB lets one process write a file, or several read it. The server keeps one read-only
+connection for its reads, so the CLI's read commands run beside it; a write (a collection
+pass, an upload, a token) closes it, writes through a read-write connection that lives only
+for that write, and bumps the data version. One lock serialises the store's use (a DuckDB
+connection is not shared between threads); answers already computed for the current data
+version are served from memory without it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aifinops.api.jobs import Job, Scheduler
+from aifinops.config import Settings
+from aifinops.outputs.metrics import ServerMetrics
+from aifinops.service import Service
+
+T = TypeVar("T")
+
+
+class Server:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        jobs: bool = True,
+        cache_size: int = 512,
+        metrics_ttl: float = 10.0,
+    ):
+        self.settings = settings
+        self.lock = threading.RLock()
+        self.generation = 0
+        self.cache_size = cache_size
+        self._cache: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
+        self._reader: Service | None = None
+        with Service(settings) as svc:  # create or migrate the store once, read-write
+            svc.store  # noqa: B018
+        self.metrics = ServerMetrics(
+            lambda: self.cached(("metrics",), lambda svc: svc.metrics_snapshot()), metrics_ttl
+        )
+        sources = settings.sources if jobs else []
+        self.scheduler = Scheduler([Job("collect", 1.0, self._collect)] if sources else [])
+
+    # -- the store --------------------------------------------------------------------
+    @contextmanager
+    def reading(self) -> Iterator[Service]:
+        """The read-only service, under the store lock."""
+        with self.lock:
+            if self._reader is None:
+                self._reader = Service(self.settings, read_only=True)
+            yield self._reader
+
+    @contextmanager
+    def writing(self) -> Iterator[Service]:
+        """A read-write service for one write, under the store lock; the data version
+        moves on when it is done, whether the write succeeded or not (a failed write is a
+        rolled-back transaction, but a source's failure is recorded)."""
+        with self.lock:
+            self._close_reader()
+            svc = Service(self.settings)
+            try:
+                yield svc
+            finally:
+                svc.close()
+                self.generation += 1
+                self._cache.clear()
+
+    def version(self) -> tuple[int, ...]:
+        """The data version: this server's writes, and the store files' sizes and times
+        (another process may have written while the server held no connection)."""
+        out = [self.generation]
+        for path in (Path(self.settings.db), Path(str(self.settings.db) + ".wal")):
+            try:
+                st = os.stat(path)
+                out += [st.st_mtime_ns, st.st_size]
+            except OSError:
+                out += [0, 0]
+        return tuple(out)
+
+    def cached(self, key: Any, compute: Callable[[Service], T]) -> T:
+        """`compute(service)`'s answer for `key` at the current data version."""
+        version = self.version()
+        with self.lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == version:
+                self._cache.move_to_end(key)
+                return hit[1]  # type: ignore[no-any-return]
+            with self.reading() as svc:
+                value = compute(svc)
+            self._cache[key] = (version, value)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return value
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        with self.lock:
+            self._close_reader()
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # -- jobs -------------------------------------------------------------------------
+    def _collect(self) -> str | None:
+        """Each second: the sources that are due, if any, collected in one write."""
+        with self.reading() as svc:
+            if not svc.sources_due():
+                return None
+        with self.writing() as svc:
+            runs = svc.collect_due()
+        for r in runs:
+            self.metrics.ingest_rows.labels(r.kind).inc(r.rows)
+            if r.status == "failed":
+                self.metrics.ingest_failures.labels(r.kind).inc()
+                if r.kind == "prometheus":
+                    self.metrics.query_errors.inc()
+        failed = [r.name for r in runs if r.status == "failed"]
+        text = f"{len(runs)} source run(s), {sum(r.rows for r in runs)} rows"
+        return text + (f"; failed: {', '.join(failed)}" if failed else "")

@@ -1,0 +1,85 @@
+"""`/metrics` in Prometheus' text format: a custom collector on a registry of its own that
+reads a snapshot of the store at scrape time (cached for a few seconds, so a burst of
+scrapes reads the store once), beside the server's own operational counters.
+
+Labels are bounded: node, GPU model, team, model, source — never a pod per series."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+HELP = {
+    "ai_finops_gpu_cost_per_hour": "GPU cost of each node in the newest hour of data",
+    "ai_finops_gpu_cost_daily": "GPU cost of each node in the newest 24 hours of data",
+    "ai_finops_team_cost_daily": "Allocated cost of each team in the newest 24 hours of data",
+    "ai_finops_idle_gpu_seconds": "GPU time no workload held, per node, newest 24 hours",
+    "ai_finops_unpriced_gpu_seconds": "GPU time on nodes without a price, newest 24 hours",
+    "ai_finops_gpu_efficiency": "Busy GPU time over held GPU time, per team, newest 24 hours",
+    "ai_finops_waste_cost_daily": "Cost of held but idle GPU time, per team, newest 24 hours",
+    "ai_finops_cost_per_1m_tokens": "Cost per 1M tokens served, per model, newest 24 hours",
+    "ai_finops_cost_per_request": "Cost per request served, per model, newest 24 hours",
+    "ai_finops_source_up": "1 when the source's last success is within twice its interval",
+    "ai_finops_source_last_success_timestamp_seconds": "When the source last ran without error",
+}
+
+
+class StoreCollector(Collector):
+    """Gauges from `snapshot()` (name -> [(labels, value)]), cached for `ttl` seconds."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, list[tuple[dict[str, str], float]]]],
+                 ttl: float = 10.0, clock: Callable[[], float] = time.monotonic):  # fmt: skip
+        self.snapshot, self.ttl, self.clock = snapshot, ttl, clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, dict[str, list[tuple[dict[str, str], float]]]] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            now = self.clock()
+            if self._cached is None or now - self._cached[0] >= self.ttl:
+                self._cached = (now, self.snapshot())
+            values = self._cached[1]
+        for name, samples in values.items():
+            labels = sorted({k for lab, _ in samples for k in lab})
+            family = GaugeMetricFamily(name, HELP.get(name, name), labels=labels)
+            for lab, value in samples:
+                family.add_metric([lab.get(k, "") for k in labels], value)
+            yield family
+
+
+class ServerMetrics:
+    """The registry `/metrics` writes: the store's gauges and the server's own counters."""
+
+    def __init__(self, snapshot: Callable[[], Any], ttl: float = 10.0):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StoreCollector(snapshot, ttl))
+        self.query_errors = Counter(
+            "ai_finops_prometheus_query_errors", "Failed Prometheus queries of collect",
+            registry=self.registry,
+        )  # fmt: skip
+        self.query_seconds = Histogram(
+            "ai_finops_query_duration_seconds", "Time to answer an API request, by route",
+            ["route"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
+        self.ingest_rows = Counter(
+            "ai_finops_ingest_rows", "Rows stored by the server's ingests and collect runs",
+            ["kind"], registry=self.registry,
+        )  # fmt: skip
+        self.ingest_failures = Counter(
+            "ai_finops_ingest_failures", "Ingests and source runs that failed", ["kind"],
+            registry=self.registry,
+        )  # fmt: skip
+
+    def text(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition in the format `accept` asks for (Prometheus' Accept header), and
+        its content type."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
