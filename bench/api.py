@@ -171,6 +171,13 @@ def main() -> None:
                 except OSError:
                     assert time.monotonic() < deadline, "serve did not start"
                     time.sleep(0.2)
+            # the server works out /metrics in the background once it starts: let it finish
+            metrics_job: dict[str, object] = {}
+            while not metrics_job.get("runs"):
+                time.sleep(0.5)
+                with urllib.request.urlopen(base + "/api/v1/jobs", timeout=60) as response:
+                    jobs = json.loads(response.read())["jobs"]
+                metrics_job = next(j for j in jobs if j["name"] == "metrics")
             print(
                 f"{os.cpu_count()} CPUs; wrk -t2 -c{args.connections} -d{args.duration}s "
                 "on 127.0.0.1; aifinops serve as a user runs it (one process)"
@@ -191,9 +198,13 @@ def main() -> None:
                     f"{name:<28} {engine[name]:>9.2f}s {first:>7.2f}s {got['rps']:>8.0f} "
                     f"{got['p50_ms']:>7.2f} {got['p99_ms']:>7.2f} {got['non_2xx']:>7}"
                 )
-            cold = fetch(base + "/metrics")
-            warm = min(fetch(base + "/metrics") for _ in range(5))
-            print(f"/metrics scrape: first {cold:.2f} s, then {warm * 1000:.1f} ms (cached)")
+            first = fetch(base + "/metrics")
+            again = min(fetch(base + "/metrics") for _ in range(5))
+            print(
+                f"/metrics: worked out in the background in "
+                f"{metrics_job['last_duration_seconds']} s at start; first scrape "
+                f"{first * 1000:.1f} ms, then {again * 1000:.1f} ms"
+            )
         finally:
             server.terminate()
             server.wait(30)

@@ -333,10 +333,15 @@ def test_jobs_ready_and_cli_reads_beside_serve(serve: Any, fleet_db: Path, cli: 
     ]}  # fmt: skip
     api = serve(fleet_db, config, jobs=True)
     deadline = time.monotonic() + 30
-    while not api.get("/api/v1/jobs").json()["jobs"][0]["runs"]:
+
+    def jobs() -> dict[str, Any]:
+        return {j["name"]: j for j in api.get("/api/v1/jobs").json()["jobs"]}
+
+    while not jobs()["collect"]["runs"]:
         assert time.monotonic() < deadline, "collect never ran"
         time.sleep(0.2)
-    (job,) = api.get("/api/v1/jobs").json()["jobs"]
+    job = jobs()["collect"]
+    assert set(jobs()) == {"collect", "metrics"}
     assert job["name"] == "collect" and job["runs"] == 1 and job["last_error"] is None
     assert "2 source run(s)" in job["last_result"] and "failed: dcgm-dead" in job["last_result"]
     ready = api.get("/ready")
@@ -419,3 +424,37 @@ def test_lists_page_and_csv(serve: Any, fleet_db: Path) -> None:
         r["instance_type"] for r in whole["items"]]  # fmt: skip
     sources = api.get("/api/v1/sources/status").json()
     assert (sources["items"], sources["total"]) == ([], 0)  # none configured
+
+
+def test_cli_reads_through_the_server(serve: Any, fleet_db: Path, tmp_path: Path) -> None:
+    """`aifinops --server URL cost ...` answers from the server: the same report as from the
+    store, without loading the query engine."""
+    import json
+    import subprocess
+    import sys
+
+    api = serve(fleet_db, PRICES)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("prices: {gpu_models: {L4: 4.00}}\n")
+    args = ["cost", "--by", "team,namespace", "--window", WINDOW, "--format", "json"]
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-X", "importtime", "-m", "aifinops", *extra,
+                               *args], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=120)  # fmt: skip
+
+    remote = run("--server", api.url)
+    local = run("--db", str(fleet_db), "--config", str(prices))
+    assert remote.returncode == 0 and local.returncode == 0, remote.stderr[-2000:]
+    assert json.loads(remote.stdout) == json.loads(local.stdout)
+    assert json.loads(remote.stdout)["total_cost"] == 8.0
+    imported = {line.split("|")[-1].strip() for line in remote.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    assert "duckdb" not in imported and "ibis" not in imported
+    assert "duckdb" in {line.split("|")[-1].strip() for line in local.stderr.splitlines()
+                        if line.startswith("import time:")}  # fmt: skip
+    # a server that is not there: one line, what and where
+    gone = subprocess.run([sys.executable, "-m", "aifinops", "--server",
+                           f"http://127.0.0.1:{free_port()}", *args], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+    assert gone.returncode == 4 and "cannot reach the server" in gone.stderr

@@ -47,7 +47,11 @@ class Server:
             lambda: self.cached(("metrics",), lambda svc: svc.metrics_snapshot()), metrics_ttl
         )
         sources = settings.sources if jobs else []
-        self.scheduler = Scheduler([Job("collect", 1.0, self._collect)] if sources else [])
+        self._warmed: tuple[int, ...] | None = None
+        self.scheduler = Scheduler(
+            ([Job("collect", 1.0, self._collect)] if sources else [])
+            + [Job("metrics", 1.0, self._warm_metrics)]
+        )
 
     # -- the store --------------------------------------------------------------------
     @contextmanager
@@ -111,6 +115,16 @@ class Server:
             self._reader = None
 
     # -- jobs -------------------------------------------------------------------------
+    def _warm_metrics(self) -> str | None:
+        """After each change of the data version (and at start), work out what `/metrics`
+        shows before a scrape asks, so a scrape is answered from memory."""
+        version = self.version()
+        if version == self._warmed:
+            return None
+        values = self.cached(("metrics",), lambda svc: svc.metrics_snapshot())
+        self._warmed = version
+        return f"{sum(len(v) for v in values.values())} series"
+
     def _collect(self) -> str | None:
         """Each second: the sources that are due, if any, collected in one write."""
         with self.reading() as svc:

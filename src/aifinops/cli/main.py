@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -102,6 +103,7 @@ class _State:
     config: Path | None = None
     root: typer.Context | None = None
     service: Service | None = None
+    server: str | None = None  # a running `aifinops serve` to ask instead of the store
 
 
 state = _State()
@@ -120,8 +122,17 @@ def _global(
         Path | None,
         typer.Option("--config", help="Config file (YAML): prices, attribution, allocation."),
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Ask a running `aifinops serve` at this URL (or $AIFINOPS_SERVER) instead of "
+            "reading the store: `cost`. Token from $AIFINOPS_TOKEN.",
+        ),
+    ] = None,
 ) -> None:
     state.db, state.config, state.root, state.service = db, config, ctx, None
+    state.server = server
 
 
 def _settings() -> Settings:
@@ -727,6 +738,13 @@ def cost(
         report = _service(read_only=True).reconcile(
             window=window, last=last, by=by.split(","), idle=idle, shared_gpu=shared_gpu
         )
+    elif server := state.server or os.environ.get("AIFINOPS_SERVER"):
+        from aifinops.cli import remote
+
+        report = remote.cost(server, window=window, last=last, step=step, by=by, team=team,
+                             idle=idle.value if idle else None, unit=unit.value if unit else None,
+                             shared_gpu=shared_gpu.value if shared_gpu else None,
+                             source=source)  # fmt: skip
     else:
         report = _service(read_only=True).cost(
             window=window,

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from aifinops.core.money import ZERO, quantize
-from aifinops.core.windows import Window
+from aifinops.core.windows import Window, parse_instant
 
 IDLE = "__idle__"
 UNALLOCATED = "__unallocated__"
@@ -146,6 +146,7 @@ class CostRow:
                 "gpu_efficiency": None if eff is None else float(quantize(eff, 4)),
                 "efficiency_signal": ", ".join(self.efficiency_signals) or None,
                 "waste_cost": float(quantize(self.waste_cost, places)),
+                "used_gpu_hours": float(quantize(self.used_gpu_hours, places)),
             }
         )
         if self.units is not None:
@@ -158,6 +159,10 @@ class CostRow:
                 **self.units.costs(self.total_cost, self.gpu_hours),
             }
         return out
+
+
+UNIT_COUNTS = ("requests", "prompt_tokens", "generation_tokens", "prefill_seconds",
+               "decode_seconds")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,38 @@ class CostReport:
         rows = [{**{k: v for k, v in r.to_dict().items() if k != "key"}, **r.key}
                 for r in self.rows]  # fmt: skip
         return columns, rows
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CostReport:
+        """A report as `to_dict` wrote it (a server's answer): amounts as written, to 6
+        places."""
+
+        def dec(value: Any) -> Decimal:
+            return Decimal(str(value)) if value is not None else ZERO
+
+        rows = []
+        for r in d["rows"]:
+            units = r.get("units")
+            rows.append(CostRow(
+                key=dict(r["key"]), gpu_hours=dec(r["gpu_hours"]), gpu_cost=dec(r["gpu_cost"]),
+                cpu_cost=dec(r["cpu_cost"]), ram_cost=dec(r["ram_cost"]),
+                idle_cost=dec(r["idle_cost"]), waste_cost=dec(r["waste_cost"]),
+                used_gpu_hours=dec(r.get("used_gpu_hours")),
+                efficiency_signals=tuple(
+                    s for s in (r.get("efficiency_signal") or "").split(", ") if s),
+                start=r.get("start"), end=r.get("end"),
+                units=UnitCounts(**{k: units[k] for k in UNIT_COUNTS}) if units else None,
+            ))  # fmt: skip
+        unpriced = [
+            UnpricedNode(node=u["node"], instance_type=u["instance_type"],
+                         gpu_model=u["gpu_model"], gpu_count=u["gpu_count"],
+                         gpu_hours=dec(u["gpu_hours"]), reason=u["reason"])
+            for u in d.get("unpriced", [])
+        ]  # fmt: skip
+        window = Window(parse_instant(d["window"]["start"]), parse_instant(d["window"]["end"]))
+        return cls(window, d["step"], tuple(d["by"]), IdlePolicy(d["idle"]),
+                   SharedGpuPolicy(d["shared_gpu"]), dec(d["asset_cost"]), rows, unpriced,
+                   d["currency"], list(d.get("notes", [])))  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
