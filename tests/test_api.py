@@ -237,9 +237,17 @@ def test_tokens_roles_and_audit(serve: Any, fleet_db: Path, make_service: Any,
     done = api.post("/api/v1/ingest/inference", scrape, admin, pod="ml/p",
                     at="2026-11-23T00:10:00Z")  # fmt: skip
     assert done.status_code == 200 and done.json()["results"][0]["status"] == "loaded"
+    # a failed write: our message, nothing stored, and the attempt audited
+    bad = api.post("/api/v1/ingest/cur", b"\x00\x01 not a bill", admin, filename="cur.csv")
+    assert bad.status_code == 422 and bad.json()["error"]["type"] == "InputError"
+    odd = api.post("/api/v1/ingest/kubernetes", b"{}", admin, colour="blue")
+    assert odd.status_code == 400 and "takes no option colour" in odd.json()["error"]["message"]
     log = api.get("/api/v1/audit", admin).json()["entries"]
     assert [(e["actor"], e["role"], e["action"], e["status"]) for e in log] == [
-        ("ops", "admin", "ingest inference", 200)]  # fmt: skip
+        ("ops", "admin", "ingest inference", 200),
+        ("ops", "admin", "ingest cur", 422),
+        ("ops", "admin", "ingest kubernetes", 400),
+    ][::-1]  # fmt: skip
     assert api.get("/api/v1/audit", viewer).status_code == 403
     # the health probe and /metrics need no token
     assert api.get("/health").status_code == 200 and api.get("/metrics").status_code == 200
@@ -458,3 +466,99 @@ def test_cli_reads_through_the_server(serve: Any, fleet_db: Path, tmp_path: Path
                            f"http://127.0.0.1:{free_port()}", *args], capture_output=True,
                           text=True, cwd=tmp_path, timeout=120)  # fmt: skip
     assert gone.returncode == 4 and "cannot reach the server" in gone.stderr
+
+
+def test_spot_savings_metric(serve: Any, make_service: Any, tmp_path: Path) -> None:
+    """An on-demand AWS g5.xlarge (no region) for one hour: the bundled catalog's region-less
+    row prices it at $1.01/h on demand and $0.30/h on spot, so spot would have saved $0.71;
+    the spot node beside it saves nothing, and a node without a spot price is left out."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    svc = make_service(name="spot.duckdb")
+    nodes = [
+        {"node_id": n, "provider": "aws", "instance_type": "g5.xlarge", "gpu_model": "A10G",
+         "gpu_count": 1, "capacity_type": cap, "source": "test"}
+        for n, cap in (("od-1", "on-demand"), ("spot-1", "spot"))
+    ]  # fmt: skip
+    samples = [
+        r
+        for t in range(T0, T0 + 60 * MIN, MIN)
+        for node in ("od-1", "spot-1")
+        for r in sample(t, node, "GPU-0", [(None, 1, 1, 0.0)])
+    ]
+    load_facts(svc, nodes, [], samples)
+    svc.close()
+    api = serve(tmp_path / "spot.duckdb")
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(api.get("/metrics").text)
+        for s in family.samples
+        if s.name == "ai_finops_spot_savings_potential"
+    }
+    assert got.keys() == {("ai_finops_spot_savings_potential",
+                           (("instance_type", "g5.xlarge"), ("node", "od-1")))}  # fmt: skip
+    assert abs(next(iter(got.values())) - 0.71) < 1e-9
+
+
+def test_identify_runs_every_compare(monkeypatch: Any) -> None:
+    """The token check compares with every stored hash, in constant time each (no early
+    exit when the first one matches)."""
+    import hmac
+
+    from aifinops.core import access
+
+    calls: list[tuple[str, str]] = []
+    real = hmac.compare_digest
+
+    def counting(a: str, b: str) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(access.hmac, "compare_digest", counting)
+    live = [(f"t{i}", "viewer", access.token_hash(f"afo_{i}")) for i in range(5)]
+    assert access.identify("afo_0", live) == access.Caller("t0", "viewer")
+    assert len(calls) == 5
+    calls.clear()
+    assert access.identify("afo_nobody", live) is None and len(calls) == 5
+
+
+def test_on_the_demo_store(serve: Any, tmp_path: Path) -> None:
+    """The seed paths, the OpenCost shape and unit costs on `aifinops demo`'s store: the
+    totals add up to the fleet's asset cost, and the H100 capture's model server served
+    385 requests (read off its event log)."""
+    from aifinops.demo.run import run_demo
+
+    demo = run_demo(str(tmp_path / "demo.duckdb"), days=1)
+    import yaml
+
+    api = serve(Path(demo.db), yaml.safe_load(Path(demo.config).read_text()))
+    span = f"{demo.window.start.isoformat()},{demo.window.end.isoformat()}"
+    summary = api.get("/api/v1/costs/summary", window=span).json()
+    assert abs(sum(r["total_cost"] for r in summary["rows"]) - summary["asset_cost"]) < 1e-4
+    assert summary["asset_cost"] == float(round(demo.by_team.asset_cost, 6))
+    alloc = api.get("/api/v1/allocation", window=span, aggregate="namespace").json()
+    (entries,) = alloc["data"]
+    fields = {"gpuHours", "gpuCost", "gpuRequestAverage", "gpuUsageAverage", "totalCost"}
+    assert all(fields <= set(e) for e in entries.values())
+    assert abs(sum(e["totalCost"] for e in entries.values()) - summary["asset_cost"]) < 1e-4
+    capture = "2026-11-23T10:00:00Z,2026-11-23T11:00:00Z"  # the H100 capture's hour
+    units = api.get("/api/v1/cost", window=capture, by="model", unit="tokens").json()["items"]
+    medium = next(r for r in units if r["key"]["model"] == "gpt2-medium-randinit")
+    assert medium["units"]["requests"] == 385
+    util = api.get("/api/v1/gpu/utilization").json()
+    assert util["count"] > 0 and all(0 <= g["utilization"] <= 1 for g in util["gpus"])
+    assert api.get("/api/v1/prices/compare", gpu="H100").json()["total"] > 0
+
+
+def test_reconciled_cost(serve: Any, fleet_db: Path) -> None:
+    """`cost --reconciled` through the API: no bill covers the fleet, so every team stays at
+    its list cost ($4.00 search, $2.00 ads, $2.00 idle), all of it unbilled."""
+    api = serve(fleet_db, PRICES)
+    got = api.get("/api/v1/cost", by="team", window=WINDOW, reconciled="true").json()
+    rows = {r["key"]["team"]: r for r in got["items"]}
+    assert {t: r["list_cost"] for t, r in rows.items()} == {
+        "search": 4.0, "ads": 2.0, "__idle__": 2.0}  # fmt: skip
+    assert all(r["billed_cost"] == r["unbilled_cost"] == r["list_cost"] for r in rows.values())
+    assert "no bills ingested" in got["notes"][0]
+    refused = api.get("/api/v1/cost", by="team", window=WINDOW, reconciled="true", step="1h")
+    assert refused.status_code == 400 and "cannot go with reconciled" in refused.text

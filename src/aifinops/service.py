@@ -31,6 +31,13 @@ from aifinops.store.db import Store
 
 Progress = Callable[[str, int, int], None]
 BILL_KINDS = ("cur", "focus", "azure", "oci")
+# what an upload of each kind may say beside the file (`ingest_file`)
+BILL_OPTIONS = {"replace", "pad_short_rows", "dataset", "currency"}
+UPLOAD_OPTIONS: dict[str, set[str]] = {
+    "nvidia-smi": {"host", "timezone"}, "kubernetes": set(), "dcgm": {"at", "interval", "host"},
+    "slurm": {"timezone"}, "inference": {"server", "at", "pod", "model"}, "opencost": set(),
+    "agent": set(),
+}  # fmt: skip
 
 
 class Service:
@@ -182,6 +189,11 @@ class Service:
         """One uploaded input of a kind `aifinops ingest` knows (the server's uploads):
         `options` are that kind's (`at`, `pod`, `replace`...). An nvidia-smi bundle is a
         directory already unpacked."""
+        allowed = UPLOAD_OPTIONS.get(kind, BILL_OPTIONS if kind in BILL_KINDS else set())
+        if unknown := sorted(set(options) - allowed):
+            takes = ", ".join(sorted(allowed)) or "none"
+            raise UsageError(f"{kind} takes no option {', '.join(unknown)}", where="query",
+                             hint=f"{kind} takes: {takes}")  # fmt: skip
         if kind in BILL_KINDS:
             return self.ingest_bills(kind, [path], replace=bool(options.pop("replace", False)),
                                      options=options or None)  # fmt: skip
@@ -290,7 +302,7 @@ class Service:
         """What `/metrics` shows, read from the store now (app/metrics.py)."""
         from aifinops.app.metrics import Metrics
 
-        return Metrics(self.costs, self.collector.status).snapshot().values
+        return Metrics(self.costs, self.prices, self.collector.status).snapshot().values
 
     def gpu_utilization(self, lookback_ms: int = 15 * 60_000) -> list[dict[str, Any]]:
         return self.costs.utilization(lookback_ms)

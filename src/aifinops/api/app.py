@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from aifinops import __version__
 from aifinops.api import errors, opencost
@@ -27,7 +28,7 @@ from aifinops.api.windows import as_text, parse_window
 from aifinops.config import Settings
 from aifinops.core.access import ANONYMOUS, Caller, identify
 from aifinops.core.model import IdlePolicy, SharedGpuPolicy
-from aifinops.errors import UsageError
+from aifinops.errors import AifinopsError, UsageError
 from aifinops.outputs.csv_cells import csv_text
 from aifinops.service import Service
 
@@ -39,8 +40,8 @@ UPLOAD_LIMIT = 2 * 1024**3  # bytes: one upload, streamed to disk
 CHUNK = 1024 * 1024
 
 
-def create_app(settings: Settings, *, jobs: bool = True) -> FastAPI:
-    server = Server(settings, jobs=jobs)
+def create_app(settings: Settings, *, jobs: bool = True, metrics_ttl: float = 10.0) -> FastAPI:
+    server = Server(settings, jobs=jobs, metrics_ttl=metrics_ttl)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -230,12 +231,17 @@ def _routes(app: FastAPI, server: Server) -> None:
         team: str | None = None,
         unit: str | None = None,
         source: str = "telemetry",
+        reconciled: bool = False,
         format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
         limit: Limit = 1000,
         offset: Offset = 0,
     ) -> dict[str, Any] | Response:
-        """What `aifinops cost` answers, with all its options."""
+        """What `aifinops cost` answers, with all its options (`reconciled`: each node
+        scaled to its billed cost, as `cost --reconciled`)."""
         win = _window(window, last)
+        if reconciled:
+            return _reconciled(win, by, idle, shared_gpu, step, unit, team, source, format,
+                               limit, offset)  # fmt: skip
         q = dict(
             window=win,
             by=tuple(by.split(",")),
@@ -251,6 +257,26 @@ def _routes(app: FastAPI, server: Server) -> None:
             columns, rows = report.table()
             return _csv(columns, rows, "cost.csv")
         out = report.to_dict()
+        out.update(_page(out.pop("rows"), limit, offset))
+        return out
+
+    def _reconciled(win: str | None, by: str, idle: Any, shared_gpu: Any, *rest: Any) -> Any:
+        step, unit, team, source, fmt, limit, offset = rest
+        given = [n for n, v in (("step", step), ("unit", unit), ("team", team)) if v]
+        if source != "telemetry":
+            given.append("source")
+        if given:
+            raise UsageError(f"{', '.join(given)} cannot go with reconciled", where="reconciled")
+        dims = tuple(by.split(","))
+        report = read(("reconciled", win, dims, idle, shared_gpu),
+                      lambda s: s.reconcile(window=win, by=dims, idle=idle,
+                                            shared_gpu=shared_gpu))  # fmt: skip
+        out = report.to_dict()
+        if fmt == "csv":
+            rows = [{**r["key"], **{k: v for k, v in r.items() if k != "key"}}
+                    for r in out["rows"]]  # fmt: skip
+            columns = [*dims, "list_cost", "billed_cost", "difference", "unbilled_cost"]
+            return _csv(columns, rows, "reconciled.csv")
         out.update(_page(out.pop("rows"), limit, offset))
         return out
 
@@ -336,19 +362,23 @@ def _routes(app: FastAPI, server: Server) -> None:
             return _csv(list(dict.fromkeys(cols)), flat, "bills.csv")
         return _page(rows, limit, offset)
 
-    @app.get("/api/v1/tags/report", tags=["bills"])
+    @app.get("/api/v1/tags/report", tags=["bills"], response_model=None)
     def tags_report(
         _: Viewer,
         required: str | None = None,
         window: WindowQ = None,
         top: Annotated[int, Query(ge=1, le=1000)] = 10,
-    ) -> dict[str, Any]:
+        format: FormatQ = "json",
+    ) -> dict[str, Any] | Response:
+        """Tag coverage of the bills; as CSV, the largest untagged resources (as the CLI)."""
         win = _window(window, None)
         tags = tuple(required.split(",")) if required else None
-        return read(
-            ("tags", win, tags, top),  # type: ignore[no-any-return]
-            lambda s: s.tags_report(required=tags, window=win, top=top),
-        )
+        report = read(("tags", win, tags, top),
+                      lambda s: s.tags_report(required=tags, window=win, top=top))  # fmt: skip
+        if format == "csv":
+            columns = ["resource_id", "provider", "service", "billed_cost", "currency"]
+            return _csv(columns, report["largest_untagged"], "untagged.csv")
+        return report  # type: ignore[no-any-return]
 
     @app.get("/api/v1/prices", tags=["prices"], response_model=None)
     def prices(
@@ -365,6 +395,19 @@ def _routes(app: FastAPI, server: Server) -> None:
         f = dict(gpu=gpu, instance_type=instance_type, provider=provider, region=region, spot=spot)
         rows = read(("prices", tuple(f.items())), lambda s: s.price_offers(**f))
         return _listing(rows, format, limit, offset, "prices.csv")
+
+    @app.get("/api/v1/prices/compare", tags=["prices"], response_model=None)
+    def prices_compare(
+        _: Viewer,
+        gpu: str,
+        spot: bool = False,
+        format: FormatQ = "json",
+        limit: Limit = 1000,
+        offset: Offset = 0,
+    ) -> dict[str, Any] | Response:
+        """One GPU model's offers across providers, cheapest per GPU-hour first."""
+        rows = read(("prices", gpu, spot), lambda s: s.price_offers(gpu=gpu, spot=spot))
+        return _listing(rows, format, limit, offset, "compare.csv")
 
     @app.get("/api/v1/prices/missing", tags=["prices"], response_model=None)
     def prices_missing(
@@ -417,17 +460,17 @@ def _routes(app: FastAPI, server: Server) -> None:
                 path = _unpack(path, folder / "bundle")
             if "replace" in options:
                 options["replace"] = options["replace"].lower() in ("1", "true", "yes")
-            with server.writing() as svc:
-                results = svc.ingest_file(kind, path, **options)
+
+            def store() -> list[Any]:
+                with server.writing() as svc:
+                    results = svc.ingest_file(kind, path, **options)
+                    done = "; ".join(f"{r.status} {r.rows} rows" for r in results)
+                    svc.audit(caller, f"ingest {kind}", name, 200, done)
                 for r in results:
                     server.metrics.ingest_rows.labels(kind).inc(r.rows)
-                svc.audit(
-                    caller,
-                    f"ingest {kind}",
-                    name,
-                    200,
-                    "; ".join(f"{r.status} {r.rows} rows" for r in results),
-                )
+                return results
+
+            results = await _write(server, caller, f"ingest {kind}", name, kind, store)
             return {"results": [_result(r) for r in results]}
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -439,12 +482,16 @@ def _routes(app: FastAPI, server: Server) -> None:
         folder = Path(tempfile.mkdtemp(prefix="aifinops-segment-"))
         try:
             path = await _receive(request, folder / "segment.jsonl")
-            with server.writing() as svc:
-                result = svc.ingest_agent_segment(path)
-                svc.audit(
-                    caller, "agent segment", result.node, 200, f"{result.status} {result.rows} rows"
-                )
-            return _result(result)
+
+            def store() -> Any:
+                with server.writing() as svc:
+                    result = svc.ingest_agent_segment(path)
+                    done = f"{result.status} {result.rows} rows"
+                    svc.audit(caller, "agent segment", result.node, 200, done)
+                server.metrics.ingest_rows.labels("agent").inc(result.rows)
+                return result
+
+            return _result(await _write(server, caller, "agent segment", None, "agent", store))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -458,6 +505,23 @@ def _routes(app: FastAPI, server: Server) -> None:
     def tokens(_: Admin) -> dict[str, Any]:
         """The API tokens' names, roles and dates (never the tokens)."""
         return {"tokens": read(("token-list",), lambda s: s.tokens())}
+
+
+async def _write(server: Server, caller: Caller, action: str, target: str | None, kind: str,
+                 work: Callable[[], Any]) -> Any:  # fmt: skip
+    """Run a write off the event loop; a failed one is counted and audited, then raised."""
+    try:
+        return await run_in_threadpool(work)
+    except AifinopsError as error:
+        server.metrics.ingest_failures.labels(kind).inc()
+        status, message = error.http_status, error.message[:500]
+
+        def audit() -> None:
+            with server.writing() as svc:
+                svc.audit(caller, action, target, status, message)
+
+        await run_in_threadpool(audit)
+        raise
 
 
 async def _receive(request: Request, path: Path) -> Path:

@@ -104,6 +104,9 @@ class Server:
                 self._cache.popitem(last=False)
             return value
 
+    def has_tokens(self) -> bool:
+        return bool(self.cached(("tokens",), lambda svc: svc.live_tokens()))
+
     def close(self) -> None:
         self.scheduler.stop()
         with self.lock:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from aifinops.app.costs import CostQuery, Costs
+from aifinops.app.prices import Prices
 from aifinops.core.model import BUCKETS, IDLE, UNPRICED
 from aifinops.core.windows import Window, align_up, from_ms
 
@@ -28,8 +30,8 @@ class MetricsSnapshot:
 
 
 class Metrics:
-    def __init__(self, costs: Costs, sources_status: Any):
-        self.costs, self.sources_status = costs, sources_status
+    def __init__(self, costs: Costs, prices: Prices, sources_status: Any):
+        self.costs, self.prices, self.sources_status = costs, prices, sources_status
 
     def snapshot(self) -> MetricsSnapshot:
         out = MetricsSnapshot()
@@ -71,6 +73,7 @@ class Metrics:
                 unpriced += float(r.gpu_hours)
         # GPU time in seconds, Prometheus' base unit (promtool rejects `_hours`; the seed's
         # `ai_finops_idle_gpu_hours` is this divided by 3600)
+        self._spot(out, day)
         for node, hours in sorted(idle.items()):
             out.add("ai_finops_idle_gpu_seconds", {"node": node}, hours * 3600)
         out.add("ai_finops_unpriced_gpu_seconds", {}, unpriced * 3600)
@@ -92,6 +95,31 @@ class Metrics:
                 out.add("ai_finops_cost_per_1m_tokens", labels, costs["cost_per_1m_tokens"])
             if costs["cost_per_request"] is not None:
                 out.add("ai_finops_cost_per_request", labels, costs["cost_per_request"])
+
+    def _spot(self, out: MetricsSnapshot, day: Any) -> None:
+        """What each on-demand node would have cost less on spot in the newest 24 hours of
+        data: (its hourly price - the catalog's spot price for its instance type, provider
+        and region) x the hours it was present. Nodes without a spot price are left out."""
+        hours: dict[str, Decimal] = {}
+        for r in day.rows:
+            hours[r.key["node"]] = hours.get(r.key["node"], Decimal(0)) + r.gpu_hours
+        prices, nodes = self.prices.node_prices()
+        price_of = {p.node_id: p for p in prices}
+        for n in nodes.to_pylist():
+            node, price = n["node_id"], price_of.get(n["node_id"])
+            on_spot = (n["capacity_type"] or "").lower() in ("spot", "preemptible")
+            if on_spot or price is None or not price.priced or not n["instance_type"]:
+                continue
+            offer = self.prices.catalog.find(n["instance_type"], n["provider"], n["region"],
+                                             n["gpu_model"])  # fmt: skip
+            if offer is None or offer.spot_hourly is None or node not in hours:
+                continue
+            count = n["gpu_count"] or 1
+            hourly = price.gpu_hourly * count + price.cpu_hourly + price.ram_hourly
+            saving = (hourly - offer.spot_hourly) * hours[node] / count
+            if saving > 0:
+                labels = {"node": node, "instance_type": n["instance_type"]}
+                out.add("ai_finops_spot_savings_potential", labels, float(saving))
 
 
 def _ms(iso: str) -> float:

@@ -810,15 +810,21 @@ def serve(
     jobs: Annotated[
         bool, typer.Option("--jobs/--no-jobs", help="Run collect (the configured sources).")
     ] = True,
+    metrics_cache: Annotated[
+        float, typer.Option(help="Seconds a /metrics answer is kept before the store is read.")
+    ] = 10.0,
 ) -> None:
     """Run the REST API, /metrics and the periodic jobs (collect) in one process."""
     import uvicorn
 
     from aifinops.api.app import create_app
 
-    app_ = create_app(_settings(), jobs=jobs)
-    _console(stderr=True).print(f"aifinops serve: http://{host}:{port} (API docs at /docs)",
-                                markup=False)  # fmt: skip
+    app_ = create_app(_settings(), jobs=jobs, metrics_ttl=metrics_cache)
+    err = _console(stderr=True)
+    err.print(f"aifinops serve: http://{host}:{port} (API docs at /docs)", markup=False)
+    if not app_.state.server.has_tokens():
+        err.print("no API token exists: reads are open and writes are refused; create one "
+                  "with: aifinops token create --name NAME --role admin", markup=False)  # fmt: skip
     uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
 
 

@@ -26,6 +26,8 @@ HELP = {
     "ai_finops_waste_cost_daily": "Cost of held but idle GPU time, per team, newest 24 hours",
     "ai_finops_cost_per_1m_tokens": "Cost per 1M tokens served, per model, newest 24 hours",
     "ai_finops_cost_per_request": "Cost per request served, per model, newest 24 hours",
+    "ai_finops_spot_savings_potential": "What an on-demand node would have cost less on spot, "
+    "newest 24 hours (catalog spot price)",
     "ai_finops_source_up": "1 when the source's last success is within twice its interval",
     "ai_finops_source_last_success_timestamp_seconds": "When the source last ran without error",
 }

@@ -124,7 +124,7 @@ def audit(store: Store, entry: dict[str, Any]) -> None:
 
 def audit_entries(store: Store, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     rows = store.raw(
-        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY ts_ms DESC, action "
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY ts_ms DESC, rowid DESC "
         "LIMIT ? OFFSET ?",
         [limit, offset],
     )
