@@ -23,17 +23,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 FLOOR_SQL = "SELECT workload_id, sum(held_req), sum(used) FROM gpu_usage GROUP BY workload_id"
 
 
-def build(db: str, gpus: int, days: int, seed: int) -> dict[str, float]:
+def build(db: str, gpus: int, days: int, seed: int, start: Any = None) -> dict[str, float]:
+    """The synthetic fleet's store (from the demo's start, or `start`, a datetime)."""
     from aifinops.config import load_settings
     from aifinops.demo.fleet import bench_fleet
     from aifinops.service import Service
 
     began = time.perf_counter()
-    fleet = bench_fleet(gpus, days, seed=seed)
+    fleet = bench_fleet(gpus, days, seed=seed, **({"start": start} if start else {}))
     svc = Service(load_settings(None, env={}, flags={"db": db}))
     rows = svc.load_fleet(fleet, seed)
     svc.store.raw("CHECKPOINT")

@@ -240,8 +240,13 @@ def _routes(app: FastAPI, server: Server) -> None:
         scaled to its billed cost, as `cost --reconciled`)."""
         win = _window(window, last)
         if reconciled:
-            return _reconciled(win, by, idle, shared_gpu, step, unit, team, source, format,
-                               limit, offset)  # fmt: skip
+            given = [n for n, v in (("step", step), ("unit", unit), ("team", team)) if v]
+            if source != "telemetry":
+                given.append("source")
+            if given:
+                raise UsageError(f"{', '.join(given)} cannot go with reconciled",
+                                 where="reconciled")  # fmt: skip
+            return _reconciled(win, tuple(by.split(",")), idle, shared_gpu, format, limit, offset)
         q = dict(
             window=win,
             by=tuple(by.split(",")),
@@ -260,14 +265,8 @@ def _routes(app: FastAPI, server: Server) -> None:
         out.update(_page(out.pop("rows"), limit, offset))
         return out
 
-    def _reconciled(win: str | None, by: str, idle: Any, shared_gpu: Any, *rest: Any) -> Any:
-        step, unit, team, source, fmt, limit, offset = rest
-        given = [n for n, v in (("step", step), ("unit", unit), ("team", team)) if v]
-        if source != "telemetry":
-            given.append("source")
-        if given:
-            raise UsageError(f"{', '.join(given)} cannot go with reconciled", where="reconciled")
-        dims = tuple(by.split(","))
+    def _reconciled(win: str | None, dims: tuple[str, ...], idle: Any, shared_gpu: Any,
+                    fmt: str, limit: int, offset: int) -> dict[str, Any] | Response:  # fmt: skip
         report = read(("reconciled", win, dims, idle, shared_gpu),
                       lambda s: s.reconcile(window=win, by=dims, idle=idle,
                                             shared_gpu=shared_gpu))  # fmt: skip

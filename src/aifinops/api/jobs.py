@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aifinops.core.windows import iso_z
+
 log = logging.getLogger("aifinops.scheduler")
 
 
@@ -40,7 +42,7 @@ class Job:
             "running": self.running,
             "runs": self.runs,
             "failures": self.failures,
-            "last_start": _iso(self.last_start),
+            "last_start": iso_z(self.last_start),
             "last_duration_seconds": self.last_duration_s,
             "last_result": self.last_result,
             "last_error": self.last_error,
@@ -108,7 +110,3 @@ class Scheduler:
         while not self._stop.is_set():
             self.run_due()
             self._stop.wait(self.tick_s)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None

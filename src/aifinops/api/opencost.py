@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from aifinops.core.model import ATTRIBUTED_DIMENSIONS, CostReport, CostRow
+from aifinops.core.windows import parse_instant
 from aifinops.errors import UsageError
 
 # OpenCost's aggregate names -> our dimensions (label:KEY through the attribution keys)
@@ -94,8 +95,6 @@ def response(report: CostReport, dims: tuple[str, ...], idle: bool) -> dict[str,
 def allocation(
     name: str, row: CostRow, dims: tuple[str, ...], start: str, end: str
 ) -> dict[str, Any]:
-    from aifinops.core.windows import parse_instant
-
     minutes = Decimal(str((parse_instant(end) - parse_instant(start)).total_seconds())) / 60
     hours = minutes / 60
     req = row.gpu_hours / hours if hours else Decimal(0)

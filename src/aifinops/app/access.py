@@ -8,7 +8,7 @@ from typing import Any
 
 from aifinops.app.context import AppContext
 from aifinops.core.access import PREFIX, ROLES, Caller, token_hash
-from aifinops.core.windows import from_ms
+from aifinops.core.windows import iso_z
 from aifinops.errors import UsageError
 from aifinops.store import state
 
@@ -38,8 +38,8 @@ class Access:
     def listed(self) -> list[dict[str, Any]]:
         """Every token's name, role and dates (never its hash)."""
         return [
-            {"name": t["name"], "role": t["role"], "created": _iso(t["created_ms"]),
-             "revoked": _iso(t["revoked_ms"])}
+            {"name": t["name"], "role": t["role"], "created": iso_z(t["created_ms"]),
+             "revoked": iso_z(t["revoked_ms"])}
             for t in state.tokens(self.ctx.store)
         ]  # fmt: skip
 
@@ -56,8 +56,4 @@ class Access:
 
     def audit_log(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         rows = state.audit_entries(self.ctx.store, limit, offset)
-        return [{**r, "at": _iso(r.pop("ts_ms"))} for r in rows]
-
-
-def _iso(ms: int | None) -> str | None:
-    return from_ms(ms).isoformat().replace("+00:00", "Z") if ms is not None else None
+        return [{**r, "at": iso_z(r.pop("ts_ms"))} for r in rows]

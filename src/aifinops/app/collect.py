@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aifinops.app.ingest import Ingest, IngestResult
-from aifinops.core.windows import from_ms, parse_duration
+from aifinops.core.windows import iso_z, parse_duration
 from aifinops.errors import AifinopsError, UsageError
 from aifinops.sources import registry
 from aifinops.sources.base import EmptyRead, SourceConfig
@@ -151,9 +151,9 @@ class Collect:
                     "name": src.name,
                     "kind": src.kind,
                     "interval": src.interval or registry.kind(src.kind).default_interval,
-                    "last_run": _iso(row.get("last_run_ms")),
-                    "last_ok": _iso(row.get("last_ok_ms")),
-                    "checkpoint": _iso(row.get("checkpoint_ms")),
+                    "last_run": iso_z(row.get("last_run_ms")),
+                    "last_ok": iso_z(row.get("last_ok_ms")),
+                    "checkpoint": iso_z(row.get("checkpoint_ms")),
                     "runs": row.get("runs", 0),
                     "failures": row.get("failures", 0),
                     "rows": row.get("rows", 0),
@@ -222,7 +222,3 @@ class Collect:
 def interval_ms(src: SourceConfig) -> int:
     text = src.interval or registry.kind(src.kind).default_interval
     return int(parse_duration(text, what=f"sources.{src.name}.interval").total_seconds() * 1000)
-
-
-def _iso(ms: int | None) -> str | None:
-    return from_ms(ms).isoformat().replace("+00:00", "Z") if ms is not None else None

@@ -29,7 +29,7 @@ from aifinops.core.model import (
 )
 from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms, window_share
 from aifinops.core.pricing import NodeRule
-from aifinops.core.windows import Window, align_up, from_ms, parse_duration
+from aifinops.core.windows import Window, align_up, from_ms, iso_z, parse_duration
 from aifinops.errors import UsageError
 from aifinops.store import facts as stored
 from aifinops.store.allocate import AllocationQuery, allocate, price_table
@@ -70,7 +70,7 @@ class Costs:
             dur = r["duration_ms"] or 0.0
             out.append({
                 "node": r["node"], "gpu": r["gpu"], "gpu_model": r["gpu_model"],
-                "at": from_ms(r["ts_ms"]).isoformat().replace("+00:00", "Z"),
+                "at": iso_z(r["ts_ms"]),
                 "sample_seconds": round(dur / 1000, 3),
                 "utilization": round(r["busy_ms"] / dur, 4) if dur > 0 else None,
                 "holders": r["holders"] or [],
@@ -288,8 +288,8 @@ def cost_row(r: dict[str, Any], dims: tuple[str, ...], step_ms: int, win: Window
     """One row of the engine's result as a cost row (money from cost units to dollars)."""
     start = end = None
     if "step" in r:
-        start = from_ms(r["step"]).isoformat().replace("+00:00", "Z")
-        end = from_ms(min(r["step"] + step_ms, win.end_ms)).isoformat().replace("+00:00", "Z")
+        start = iso_z(r["step"])
+        end = iso_z(min(r["step"] + step_ms, win.end_ms))
     return CostRow(
         key={d: r[d] for d in dims},
         gpu_hours=hours_from_ms(r["gpu_ms"]),

@@ -14,7 +14,7 @@ from typing import Any
 from aifinops.app.costs import CostQuery, Costs
 from aifinops.app.prices import Prices
 from aifinops.core.model import BUCKETS, IDLE, UNPRICED
-from aifinops.core.windows import Window, align_up, from_ms
+from aifinops.core.windows import Window, align_up, from_ms, parse_instant
 
 Sample = tuple[dict[str, str], float]
 
@@ -43,8 +43,8 @@ class Metrics:
             labels = {"source": s["name"], "kind": s["kind"]}
             out.add("ai_finops_source_up", labels, 0.0 if s["stale"] else 1.0)
             if s["last_ok"]:
-                ok = from_ms(int(_ms(s["last_ok"])))
-                out.add("ai_finops_source_last_success_timestamp_seconds", labels, ok.timestamp())
+                ok = parse_instant(s["last_ok"]).timestamp()
+                out.add("ai_finops_source_last_success_timestamp_seconds", labels, ok)
         return out
 
     def _costs(self, out: MetricsSnapshot, end: Any) -> None:
@@ -120,9 +120,3 @@ class Metrics:
             if saving > 0:
                 labels = {"node": node, "instance_type": n["instance_type"]}
                 out.add("ai_finops_spot_savings_potential", labels, float(saving))
-
-
-def _ms(iso: str) -> float:
-    from aifinops.core.windows import parse_instant
-
-    return parse_instant(iso).timestamp() * 1000

@@ -156,6 +156,14 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def iso_z(value: datetime | int | None) -> str | None:
+    """An instant (a datetime, or ms since the epoch) as ISO 8601 UTC ending in `Z`; None
+    stays None."""
+    if value is None:
+        return None
+    return _iso(from_ms(value) if isinstance(value, int) else value)
+
+
 def align_down(value: datetime, step: timedelta) -> datetime:
     seconds = step.total_seconds()
     epoch = value.timestamp()
