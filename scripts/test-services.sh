@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Install the real services the tests start themselves (Debian packages): Prometheus and
-# promtool. Skipped when present; needs root (or sudo) and apt-get. Without them the tests
-# that need them skip locally and fail in CI (CI=true).
+# promtool, Alertmanager, and openssl (a test mail server's certificate). Skipped when
+# present; needs root (or sudo) and apt-get. Without them the tests that need them skip
+# locally and fail in CI (CI=true).
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "test-services: no apt-get here; install ${need[*]} yourself" >&2

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from aifinops.core.admission import AdmissionConfig
 from aifinops.core.attribution import (
     DEFAULT_LABEL_KEYS,
     DEFAULT_SHARED_NAMESPACES,
@@ -38,6 +39,7 @@ from aifinops.core.pricing import (
     SplitRates,
 )
 from aifinops.errors import ConfigError
+from aifinops.outputs.rules import RulesConfig
 from aifinops.sources.base import SourceConfig
 
 DEFAULT_DB = "aifinops.duckdb"
@@ -199,6 +201,17 @@ class ExportConfig(_Strict):
     billing_account_name: str = "aifinops chargeback"
 
 
+class AlertsConfig(_Strict):
+    """How budget alerts are delivered: a failed delivery is retried, backing off from
+    `retry_initial` to at most `retry_max` between tries, until it is delivered."""
+
+    retry_initial: str = "30s"
+    retry_max: str = "1h"
+    timeout: float = Field(default=10.0, gt=0)
+    # `serve` checks budgets after every change of the data, and at least this often
+    check_every: str = "5m"
+
+
 class Settings(_Strict):
     db: str = DEFAULT_DB
     currency: str = "USD"
@@ -208,6 +221,27 @@ class Settings(_Strict):
     sources: list[SerializeAsAny[SourceConfig]] = Field(default_factory=list)
     bills: BillsConfig = Field(default_factory=BillsConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    # budgets declared here (the shape of core/budgets.py); `budget apply` and the API keep
+    # theirs in the store
+    budgets: list[dict[str, Any]] = Field(default_factory=list)
+    # named alert channels (`{type: slack, config: {...}}`) that budgets refer to by name
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    # the admission webhook (`/api/v1/admission`): warn or enforce, fail open or closed
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    # what `aifinops rules` generates (idle held GPUs, temperature, unit-cost limits)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from aifinops.core.budgets import parse_budgets
+
+        try:
+            parse_budgets(value, "budgets")  # each one checked as `budget apply` would
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+        return value
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -37,6 +37,12 @@ class UsageError(AifinopsError):
     http_status = 400
 
 
+class NotFoundError(UsageError):
+    """What was named (a budget, a token) does not exist."""
+
+    http_status = 404
+
+
 class ConfigError(AifinopsError):
     """The configuration file or environment is invalid."""
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from aifinops.app.access import Access
 from aifinops.app.bills import Bills
+from aifinops.app.budgets import Applied, Budgets, CheckResult
 from aifinops.app.collect import Collect, SourceRun
 from aifinops.app.context import AppContext
 from aifinops.app.costs import CostQuery, Costs
@@ -59,6 +60,7 @@ class Service:
         self.bills = Bills(self.ingest, self.costs)
         self.collector = Collect(self.ingest)
         self.access = Access(self.ctx)
+        self.budgets = Budgets(self.ctx, self.costs)
 
     # -- plumbing -----------------------------------------------------------------------
     @property
@@ -330,6 +332,50 @@ class Service:
     ) -> CostReport:
         return self.costs.cost(CostQuery(window, last, step, tuple(by), idle, shared_gpu, team,
                                          unit, source, node_buckets, bill_rules))  # fmt: skip
+
+    # -- budgets ----------------------------------------------------------------------------
+    def budget_list(self) -> list[tuple[Any, str]]:
+        return self.budgets.all()
+
+    def budget(self, name: str) -> tuple[Any, str]:
+        return self.budgets.get(name)
+
+    def apply_budgets(self, docs: Iterable[Any], where: str = "budget") -> list[Applied]:
+        return self.budgets.apply(docs, where)
+
+    def delete_budget(self, name: str) -> None:
+        self.budgets.delete(name)
+
+    def budget_statuses(self, at: datetime | None = None,
+                        names: Sequence[str] | None = None) -> list[Any]:  # fmt: skip
+        return self.budgets.statuses(at, names)
+
+    def check_budgets(self, at: datetime | None = None, *, dry_run: bool = False,
+                      record: bool = True) -> CheckResult:  # fmt: skip
+        return self.budgets.check(at, dry_run=dry_run, record=record)
+
+    def record_check(self, result: CheckResult) -> None:
+        self.budgets.record(result)
+
+    def due_alerts(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        return self.budgets.due(now)
+
+    def send_alerts(self, due: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str | None]]:
+        """Send due deliveries over the network (no store use)."""
+        return self.budgets.send(due)
+
+    def record_alerts_sent(self, outcomes: list[tuple[dict[str, Any], str | None]]) -> None:
+        self.budgets.record_sent(outcomes)
+
+    def budget_alerts(self, name: str | None = None) -> list[dict[str, Any]]:
+        return self.budgets.alerts(name)
+
+    def alert_deliveries(self) -> list[dict[str, Any]]:
+        return self.budgets.deliveries()
+
+    def admission_state(self, result: CheckResult) -> Any:
+        """The admission webhook's gates, from a check's statuses."""
+        return self.budgets.admission_state(result.statuses, result.at)
 
     # -- the store itself -------------------------------------------------------------------
     def repair_store(self, *, dry_run: bool = False) -> list[Any]:

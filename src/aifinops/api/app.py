@@ -59,6 +59,11 @@ def create_app(settings: Settings, *, jobs: bool = True, metrics_ttl: float = 10
     app.state.server = server
     errors.install(app)
     _routes(app, server)
+    from aifinops.api import budgets
+    from aifinops.api.admission import admission_router
+
+    budgets.install(app, server, viewer, admin)
+    app.include_router(admission_router(server.gatekeeper))
     return app
 
 

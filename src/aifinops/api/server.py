@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 from aifinops.api.jobs import Job, Scheduler
 from aifinops.config import Settings
-from aifinops.outputs.metrics import ServerMetrics
+from aifinops.core.windows import parse_duration
+from aifinops.outputs.metrics import ServerMetrics, budget_series
 from aifinops.service import Service
 
 T = TypeVar("T")
@@ -43,13 +44,23 @@ class Server:
         self._reader: Service | None = None
         with Service(settings) as svc:  # create or migrate the store once, read-write
             svc.store  # noqa: B018
+        self.budget_statuses: list[Any] = []
         self.metrics = ServerMetrics(
-            lambda: self.cached(("metrics",), lambda svc: svc.metrics_snapshot()), metrics_ttl
-        )
+            lambda: {**self.cached(("metrics",), lambda svc: svc.metrics_snapshot()),
+                     **budget_series(self.budget_statuses)},
+            metrics_ttl,
+        )  # fmt: skip
         sources = settings.sources if jobs else []
         self._warmed: tuple[int, ...] | None = None
+        self._checked: tuple[int, ...] | None = None
+        self._checked_at = 0.0
+        from aifinops.api.admission import Gatekeeper
+
+        self.gatekeeper = Gatekeeper(settings.admission, settings.attribution.rules())
+        budget_jobs = [Job("budgets", 1.0, self._check_budgets), Job("alerts", 5.0, self._deliver)]
         self.scheduler = Scheduler(
             ([Job("collect", 1.0, self._collect)] if sources else [])
+            + (budget_jobs if jobs else [])
             + [Job("metrics", 1.0, self._warm_metrics)]
         )
 
@@ -127,6 +138,49 @@ class Server:
         values = self.cached(("metrics",), lambda svc: svc.metrics_snapshot())
         self._warmed = version
         return f"{sum(len(v) for v in values.values())} series"
+
+    def refresh_gates(self, result: Any) -> None:
+        """Hand a budget check's statuses to the admission webhook (its in-memory state)
+        and to /metrics."""
+        with self.reading() as svc:
+            state = svc.admission_state(result)
+        self.gatekeeper.refresh(state)
+        self.budget_statuses = list(result.statuses)
+
+    def _check_budgets(self) -> str | None:
+        """After every change of the data (a collection pass, an upload) and at least each
+        `alerts.check_every`: every budget's status; what changed (an alert fired or
+        resolved, a limit first exceeded) is written; the webhook's gates are refreshed."""
+        import time
+
+        version = self.version()
+        every = parse_duration(self.settings.alerts.check_every,
+                               what="alerts.check_every").total_seconds()  # fmt: skip
+        if version == self._checked and time.monotonic() - self._checked_at < every:
+            return None
+        with self.reading() as svc:
+            result = svc.check_budgets(record=False)
+        if result.pending:
+            with self.writing() as svc:
+                svc.record_check(result)
+        self.refresh_gates(result)
+        self._checked, self._checked_at = self.version(), time.monotonic()
+        fired = [f"{e.action} {e.key}" for e in result.events]
+        return f"{len(result.statuses)} budget(s)" + (f"; {', '.join(fired)}" if fired else "")
+
+    def _deliver(self) -> str | None:
+        """Send the alert deliveries that are due (off the store lock: a slow channel
+        never holds reads up), then record each outcome; a failed one is retried later."""
+        with self.reading() as svc:
+            due = svc.due_alerts()
+            if not due:
+                return None
+            sender = svc.send_alerts
+        outcomes = sender(due)
+        with self.writing() as svc:
+            svc.record_alerts_sent(outcomes)
+        failed = sum(1 for _, e in outcomes if e is not None)
+        return f"{len(outcomes) - failed} delivered" + (f", {failed} failed" if failed else "")
 
     def _collect(self) -> str | None:
         """Each second: the sources that are due, if any, collected in one write."""

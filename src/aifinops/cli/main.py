@@ -74,6 +74,35 @@ token_app = typer.Typer(
 app.add_typer(token_app, name="token")
 
 
+def _budget_app() -> typer.Typer:
+    from aifinops.cli import budget
+
+    budget._hooks.update(service=lambda ro=False: _service(read_only=ro),
+                         console=lambda stderr=False: _console(stderr),
+                         emit=lambda data, fmt, **v: _emit(data, fmt, **v))  # fmt: skip
+    return budget.budget_app
+
+
+app.add_typer(_budget_app(), name="budget")
+
+
+def _rule_thresholds() -> list[tuple[str, list[Any]]]:
+    from aifinops.outputs.rules import BudgetThreshold
+
+    return [(b.name, [BudgetThreshold(a.threshold_percent, a.severity, a.basis)
+                      for a in b.spec.alerts])
+            for b, _ in _service(read_only=True).budget_list() if b.spec.enabled]  # fmt: skip
+
+
+def _rules_command() -> None:
+    from aifinops.cli import rules
+
+    rules.register(app, _rule_thresholds, lambda: _settings().rules)
+
+
+_rules_command()
+
+
 class Format(StrEnum):
     """The --format names: one per renderer in cli/render.py (RENDERERS)."""
 
@@ -782,12 +811,20 @@ def store_repair(
 @app.command()
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic fleet.")] = 42,
-    days: Annotated[int, typer.Option(help="Days of synthetic history.", min=1, max=31)] = 7,
+    days: Annotated[int, typer.Option(help="Days of synthetic history.", min=1, max=62)] = 7,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help="End the history here: `now` (this hour) or an ISO 8601 time. "
+            "Default: the fixed week to 2026-11-23 11:00 UTC."
+        ),
+    ] = None,
 ) -> None:
     """Build a demo store (a mixed fleet plus a real H100 capture) and show what it cost."""
     from aifinops.cli import render
-    from aifinops.demo.run import run_demo
+    from aifinops.demo.run import demo_end, run_demo
 
+    demo_end(end)  # a bad --end is told before anything is built
     out = _console()
     db = state.db or "aifinops-demo.duckdb"
     with out.status("building the demo store…") as status:
@@ -796,6 +833,7 @@ def demo(
             seed=seed,
             days=days,
             progress=lambda what, i, n: status.update(f"generating {what}: {i}/{n} GPUs"),
+            end=end,
         )
     render.demo(result, out)
 
@@ -813,19 +851,32 @@ def serve(
     metrics_cache: Annotated[
         float, typer.Option(help="Seconds a /metrics answer is kept before the store is read.")
     ] = 10.0,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate: serve HTTPS (the webhook needs it).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
 ) -> None:
-    """Run the REST API, /metrics and the periodic jobs (collect) in one process."""
+    """Run the REST API, /metrics, the admission webhook and the periodic jobs (collect,
+    budget checks, alert deliveries) in one process."""
     import uvicorn
 
     from aifinops.api.app import create_app
 
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("give --tls-cert and --tls-key together", where="--tls-cert/--tls-key")
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise UsageError("no such file", where=str(path))
     app_ = create_app(_settings(), jobs=jobs, metrics_ttl=metrics_cache)
     err = _console(stderr=True)
-    err.print(f"aifinops serve: http://{host}:{port} (API docs at /docs)", markup=False)
+    scheme = "https" if tls_cert else "http"
+    err.print(f"aifinops serve: {scheme}://{host}:{port} (API docs at /docs)", markup=False)
     if not app_.state.server.has_tokens():
         err.print("no API token exists: reads are open and writes are refused; create one "
                   "with: aifinops token create --name NAME --role admin", markup=False)  # fmt: skip
-    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)} if tls_cert else {}
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30,
+                **tls)  # type: ignore[arg-type]  # fmt: skip
 
 
 @token_app.command("create")

@@ -128,12 +128,15 @@ def usage_batches(fleet: Fleet, seed: int, gpus_per_batch: int = 64) -> Iterator
     rng = np.random.default_rng(seed + 7919)
     minutes = np.arange(fleet.minutes, dtype=np.int64)
     ts = fleet.start_ms + minutes * MINUTE_MS
+    # the daily cycle keeps to the clock wherever the fleet starts: minutes since the
+    # time of day DEMO_START has (0 for a fleet starting at it, as the default one does)
+    clock = minutes + (fleet.start_ms - int(DEMO_START.timestamp() * 1000)) // MINUTE_MS % 1440
     pending: list[dict[str, Any]] = []
     count = 0
     for node in fleet.nodes:
         for gpu in range(node.gpu_count):
             pending.append(
-                _gpu_rows(node, gpu, by_gpu.get((node.node_id, gpu), []), ts, minutes, rng)
+                _gpu_rows(node, gpu, by_gpu.get((node.node_id, gpu), []), ts, clock, rng)
             )
             count += 1
             if count % gpus_per_batch == 0:
@@ -148,7 +151,7 @@ def _gpu_rows(
     gpu: int,
     placements: list[Placement],
     ts: np.ndarray[Any, Any],
-    minutes: np.ndarray[Any, Any],
+    clock: np.ndarray[Any, Any],
     rng: np.random.Generator,
 ) -> dict[str, Any]:
     slots, n = node.slots, len(ts)
@@ -160,7 +163,7 @@ def _gpu_rows(
         if a >= b:
             continue
         holder[p.slot, a:b] = i
-        util[p.slot, a:b] = _profile(p.profile, minutes[a:b], rng)
+        util[p.slot, a:b] = _profile(p.profile, clock[a:b], rng)
     total = MINUTE_MS * MICRO
     # every minute the same: each slot's request share (core.shares, as for real samples)
     req = np.repeat(np.array([split_even(total, slots)], dtype=np.int64).T, n, axis=1)

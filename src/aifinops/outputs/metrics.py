@@ -28,9 +28,35 @@ HELP = {
     "ai_finops_cost_per_request": "Cost per request served, per model, newest 24 hours",
     "ai_finops_spot_savings_potential": "What an on-demand node would have cost less on spot, "
     "newest 24 hours (catalog spot price)",
+    "ai_finops_budget_limit": "The budget's limit for its period",
+    "ai_finops_budget_spend": "The budget's spend so far in its period",
+    "ai_finops_budget_utilization_ratio": "The budget's spend so far over its limit",
+    "ai_finops_budget_projected_spend": "The budget's projected spend for its whole period",
+    "ai_finops_budget_forecast_utilization_ratio": "The budget's projected period spend over "
+    "its limit",
+    "ai_finops_budget_enforcement_active": "1 when the budget's throttle or block is in force",
     "ai_finops_source_up": "1 when the source's last success is within twice its interval",
     "ai_finops_source_last_success_timestamp_seconds": "When the source last ran without error",
 }
+
+
+def budget_series(statuses: Any) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The budgets' gauges from the last budget check's statuses (one series per budget)."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for s in statuses:
+        labels = {"budget": s.budget.name, "period": s.budget.spec.period,
+                  "currency": s.currency}  # fmt: skip
+        limit = float(s.limit)
+        for name, value in (
+            ("ai_finops_budget_limit", limit),
+            ("ai_finops_budget_spend", float(s.spend)),
+            ("ai_finops_budget_utilization_ratio", float(s.spend) / limit),
+            ("ai_finops_budget_projected_spend", float(s.projection.mean)),
+            ("ai_finops_budget_forecast_utilization_ratio", float(s.projection.mean) / limit),
+            ("ai_finops_budget_enforcement_active", 1.0 if s.enforcement_active else 0.0),
+        ):
+            out.setdefault(name, []).append((labels, value))
+    return out
 
 
 class StoreCollector(Collector):

@@ -280,4 +280,61 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        12,
+        "budgets (applied by the CLI or API), their alerts' states and deliveries",
+        [
+            """
+            CREATE TABLE budgets (
+                name VARCHAR PRIMARY KEY,
+                spec VARCHAR NOT NULL,
+                created_ms BIGINT NOT NULL,
+                updated_ms BIGINT NOT NULL
+            )
+            """,
+            # one row per budget and period: when its spend was first seen over the limit
+            """
+            CREATE TABLE budget_periods (
+                budget VARCHAR NOT NULL,
+                period VARCHAR NOT NULL,
+                exceeded_ms BIGINT,
+                checked_ms BIGINT,
+                PRIMARY KEY (budget, period)
+            )
+            """,
+            # one row per alert key (budget / period / basis / threshold): fired once
+            """
+            CREATE TABLE budget_alerts (
+                key VARCHAR PRIMARY KEY,
+                budget VARCHAR NOT NULL,
+                period VARCHAR NOT NULL,
+                alert VARCHAR NOT NULL,
+                basis VARCHAR NOT NULL,
+                threshold DECIMAL(9, 3) NOT NULL,
+                severity VARCHAR NOT NULL,
+                state VARCHAR NOT NULL,
+                fired_ms BIGINT NOT NULL,
+                resolved_ms BIGINT,
+                spend DECIMAL(38, 6),
+                event VARCHAR
+            )
+            """,
+            # one row per event and channel, until delivered (retried with backoff)
+            """
+            CREATE TABLE alert_deliveries (
+                key VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,
+                channel VARCHAR NOT NULL,
+                spec VARCHAR NOT NULL,
+                event VARCHAR NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_ms BIGINT NOT NULL,
+                delivered_ms BIGINT,
+                last_error VARCHAR,
+                created_ms BIGINT NOT NULL,
+                PRIMARY KEY (key, action, channel)
+            )
+            """,
+        ],
+    ),
 ]
