@@ -72,6 +72,8 @@ def november(svc: Service, *, until: datetime = datetime(2026, 12, 1, tzinfo=UTC
         "node_id": "srv",
         "gpu_model": "NVIDIA L4",
         "gpu_count": 4,
+        "provider": "aws",
+        "resource_id": "i-0srv",
         "util_signal": "test-signal",
         "source": "test",
     }
@@ -300,6 +302,8 @@ def test_budget_shapes_and_errors(fleet: Service) -> None:
         parse_budget({"name": "x", "limit": 1, "alerts": [{"thresholdPercent": -5}]})
     with pytest.raises(ConfigError, match="names no dimension"):
         fleet.apply_budgets([{"name": "y", "limit": 1, "scope": {"labels": {"zone": "a"}}}])
+    with pytest.raises(ConfigError, match="is in EUR, the costs in USD"):
+        fleet.apply_budgets([{"name": "eur", "limit": 1, "currency": "EUR"}])
     with pytest.raises(UsageError, match="no budget named"):
         fleet.delete_budget("nope")
     fleet.delete_budget("data-science-budget")
@@ -325,3 +329,36 @@ def test_config_budgets_are_read_only(make_service: Callable[..., Service]) -> N
     with pytest.raises(UsageError, match="declared in the config file"):
         svc.delete_budget("cfg")
     assert json.loads(json.dumps(svc.budget("cfg")[0].to_document()))["spec"]["limit"] == "10"
+
+
+def test_a_bill_credit_resolves_the_alerts(fleet: Service, tmp_path: Any) -> None:
+    """Spend reconciled to the bill: before any bill, 20 Nov end is $2,496 (list) and the
+    50 % and 80 % alerts fire. Then the November bill of node i-0srv arrives for 1-21 Nov:
+    usage at list ($2,592: team ml $2,496 + team web $96 on 20 Nov) and a credit of
+    -$1,000, so the node's rows are scaled by 1,592 / 2,592 and team ml's spend is
+    2,496 x 1,592 / 2,592 = $1,533.04 (to the cent): under 80 %, still over 50 %. The 80 %
+    alert resolves; the 50 % one stays firing."""
+    import csv
+
+    from tests.test_reconcile import HEADER, _line
+
+    fleet.apply_budgets([ML_MONTH])
+    first = fleet.check_budgets(day(21))
+    assert [e.key.split("/")[-1] for e in first.events] == ["50", "80"]
+    assert first.statuses[0].spend_basis == "allocation at list prices (no bill in the store)"
+    bill = tmp_path / "focus.csv"
+    start, end = ms(NOV1), ms(day(21))
+    with bill.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(HEADER)
+        out.writerow(_line("i-0srv", start, end, "Compute", "Amazon EC2", "2592", "2592", "2592"))
+        out.writerow(_line("i-0srv", start, end, "Compute", "Amazon EC2", "-1000", "-1000", "0",
+                           "Credit"))  # fmt: skip
+    fleet.ingest_focus([bill])
+    second = fleet.check_budgets(day(21))
+    (status,) = second.statuses
+    assert status.spend.quantize(Decimal("0.01")) == Decimal("1533.04")
+    assert status.spend_basis.startswith("allocation reconciled to the bill (1 of 1 node(s)")
+    assert [(e.action, e.key.split("/")[-1]) for e in second.events] == [("resolve", "80")]
+    states = {a["threshold"]: a["state"] for a in fleet.budget_alerts("ml-month")}
+    assert states == {"50.000": "firing", "80.000": "resolved"}

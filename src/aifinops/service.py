@@ -60,7 +60,7 @@ class Service:
         self.bills = Bills(self.ingest, self.costs)
         self.collector = Collect(self.ingest)
         self.access = Access(self.ctx)
-        self.budgets = Budgets(self.ctx, self.costs)
+        self.budgets = Budgets(self.ctx, self.costs, self.bills)
 
     # -- plumbing -----------------------------------------------------------------------
     @property

@@ -37,14 +37,26 @@ from aifinops.core.budgets import (
 from aifinops.core.model import BUCKETS
 from aifinops.core.windows import iso_z, parse_duration, to_ms
 from aifinops.errors import ConfigError, NotFoundError, UsageError
+from aifinops.store import bills as stored_bills
 from aifinops.store import budgets as stored
 
 if TYPE_CHECKING:
+    from aifinops.app.bills import Bills
     from aifinops.core.admission import AdmissionState
 
 # the dimensions a scope may name, and those a status breaks spend down by
 SCOPE_DIMS = ("team", "namespace", "model", "project", "cost_center", "experiment")
 BREAKDOWN_DIMS = ("team", "model", "node")
+
+
+@dataclass(frozen=True)
+class Spent:
+    """One row of a period's spend: its key, the amount counted (billed where the bill
+    covers its node), and the same at list price."""
+
+    key: dict[str, str]
+    amount: Decimal
+    listed: Decimal
 
 
 @dataclass(frozen=True)
@@ -74,8 +86,8 @@ class CheckResult:
 
 
 class Budgets:
-    def __init__(self, ctx: AppContext, costs: Costs):
-        self.ctx, self.costs = ctx, costs
+    def __init__(self, ctx: AppContext, costs: Costs, bills: Bills | None = None):
+        self.ctx, self.costs, self.bills = ctx, costs, bills
 
     # -- the budgets themselves ---------------------------------------------------------
     def declared(self) -> list[Budget]:
@@ -106,6 +118,13 @@ class Budgets:
         label_dims = self._label_dims()
         for b in budgets:
             b.spec.scope.wants(label_dims)  # a label no dimension reads: refused now
+            currency = self.ctx.settings.currency
+            if b.spec.currency not in (None, currency):
+                raise ConfigError(
+                    f"budget {b.name!r} is in {b.spec.currency}, the costs in {currency}",
+                    where=where,
+                    hint=f"give its limit in {currency} (settings: currency)",
+                )
             if b.name in declared:
                 raise UsageError(f"budget {b.name!r} is declared in the config file",
                                  where=where, hint="change it there")  # fmt: skip
@@ -177,46 +196,63 @@ class Budgets:
                 out.setdefault(key, dim)
         return out
 
-    def _spend(self, period: Period, at: datetime, group: list[Budget],
-               label_dims: dict[str, str]) -> tuple[list[Any], list[Any], str]:  # fmt: skip
+    def _spend(
+        self, period: Period, at: datetime, group: list[Budget], label_dims: dict[str, str]
+    ) -> tuple[list[Any], list[Spent], str]:
         """The allocation behind a group of budgets sharing a period: per local day from
         HISTORY_DAYS before the period (the projection's history), and the period so far
-        by workload (the breakdown and contributors)."""
+        by workload (the breakdown and contributors), reconciled to the bill where bills
+        are in the store (each node's rows scaled to its billed EffectiveCost; nodes the
+        bill does not cover stay at list price)."""
         dims = tuple(SCOPE_DIMS)
         history_start = period.start - timedelta(days=HISTORY_DAYS)
         end = max(at, history_start + timedelta(minutes=1))
         daily = self.costs.cost(
             CostQuery(window=f"{history_start.isoformat()},{end.isoformat()}", step="1d", by=dims)
         )
-        whole_end = max(at, period.start + timedelta(minutes=1))
-        whole = self.costs.cost(CostQuery(
-            window=f"{period.start.isoformat()},{whole_end.isoformat()}",
-            by=(*dims, "node", "workload")))  # fmt: skip
-        return daily.rows, whole.rows, "allocation at list prices"
+        if at <= period.start:
+            return daily.rows, [], "allocation at list prices"
+        span = f"{period.start.isoformat()},{at.isoformat()}"
+        by = (*dims, "node", "workload")
+        whole = self.costs.cost(CostQuery(window=span, by=by))
+        listed = [Spent(r.key, r.total_cost + r.idle_cost, r.total_cost + r.idle_cost)
+                  for r in whole.rows]  # fmt: skip
+        if self.bills is None or not stored_bills.has_bills(self.ctx.store):
+            return daily.rows, listed, "allocation at list prices (no bill in the store)"
+        report = self.bills.reconcile(window=span, by=by)
+        covered = sum(1 for n in report.nodes if n.billed_cost is not None)
+        if not covered:
+            return daily.rows, listed, "allocation at list prices (no node in the bill)"
+        rows = [Spent(r.key, r.billed_cost, r.list_cost) for r in report.rows]
+        basis = (f"allocation reconciled to the bill ({covered} of {len(report.nodes)} "
+                 "node(s) billed; the others at list price)")  # fmt: skip
+        return daily.rows, rows, basis
 
     def _status(
         self, b: Budget, period: Period, at: datetime, daily_rows: list[Any],
-        whole_rows: list[Any], basis: str, label_dims: dict[str, str],
+        whole_rows: list[Spent], basis: str, label_dims: dict[str, str],
     ) -> BudgetStatus:  # fmt: skip
         wants = b.spec.scope.wants(label_dims)
         tz = period.start.tzinfo
-        daily: dict[date, Decimal] = defaultdict(Decimal)
-        for r in daily_rows:
-            if b.spec.scope.matches(r.key, wants) and r.start:
-                day = datetime.fromisoformat(r.start.replace("Z", "+00:00")).astimezone(tz)
-                daily[day.date()] += r.total_cost + r.idle_cost
-        spend = Decimal(0)
+        spend = listed = Decimal(0)
         parts: dict[str, dict[str, Decimal]] = {d: defaultdict(Decimal) for d in BREAKDOWN_DIMS}
         workloads: dict[str, Decimal] = defaultdict(Decimal)
         for r in whole_rows:
             if not b.spec.scope.matches(r.key, wants):
                 continue
-            amount = r.total_cost + r.idle_cost
-            spend += amount
+            spend += r.amount
+            listed += r.listed
             for d in BREAKDOWN_DIMS:
-                parts[d][r.key[d]] += amount
-            if not any(r.is_bucket(x) for x in BUCKETS) and r.key["workload"] not in BUCKETS:
-                workloads[r.key["workload"]] += amount
+                parts[d][r.key[d]] += r.amount
+            if r.key["workload"] not in BUCKETS:
+                workloads[r.key["workload"]] += r.amount
+        # the daily history is at list price: scaled by the period's billed-to-list ratio
+        scale = spend / listed if listed else Decimal(1)
+        daily: dict[date, Decimal] = defaultdict(Decimal)
+        for r in daily_rows:
+            if b.spec.scope.matches(r.key, wants) and r.start:
+                day = datetime.fromisoformat(r.start.replace("Z", "+00:00")).astimezone(tz)
+                daily[day.date()] += (r.total_cost + r.idle_cost) * scale
         top = tuple(sorted(workloads.items(), key=lambda kv: (-kv[1], kv[0]))[:3])
         breakdown = {d: sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
                      for d, v in parts.items()}  # fmt: skip

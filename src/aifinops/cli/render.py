@@ -373,6 +373,19 @@ def demo(result: DemoResult, console: Console) -> None:
     console.print(cost_table(result.by_model))
     if any(r.units is not None for r in result.by_model.rows):  # the capture's model servers
         console.print(unit_table(result.by_model))
+    if result.budgets:
+        console.print(
+            f"[bold]Budgets[/] at {result.window.end:%Y-%m-%d %H:%M} UTC "
+            "(budget status; the config beside the store declares them)"
+        )
+        for b in result.budgets:
+            p = b["projectedPeriodSpend"]
+            console.print(
+                f"  {b['name']}: {b['budgetStatus']}, {money(Decimal(b['currentSpend']))} of "
+                f"{money(Decimal(b['limit']))} {b['currency']} ({b['percentageUsed']}%), "
+                f"projected {money(Decimal(p['amount']))} for the period",
+                markup=False,
+            )
     team = result.by_team
     idle = _bucket(team, IDLE)
     waste = sum((r.waste_cost for r in team.rows), ZERO)

@@ -11,10 +11,11 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
+from typing import Any
 
 from aifinops.config import load_settings
 from aifinops.core.model import CostReport
@@ -81,6 +82,7 @@ class DemoResult:
     by_model: CostReport
     by_node: CostReport
     seconds: float
+    budgets: list[dict[str, Any]] = field(default_factory=list)  # their status at the end
 
 
 def demo_end(
@@ -131,6 +133,9 @@ def run_demo(
         by_team = svc.cost(window=span, by=["team"])
         by_model = svc.cost(window=span, by=["model"], unit="tokens" if served else None)
         by_node = svc.cost(window=span, by=["node"])
+        svc.close()
+        with Service(load_settings(config, flags={"db": db})) as again:  # the budgets now
+            budgets = [st.to_dict() for st in again.budget_statuses(window.end)]
         return DemoResult(
             db,
             str(config),
@@ -144,6 +149,7 @@ def run_demo(
             by_model,
             by_node,
             time.perf_counter() - began,
+            budgets,
         )
     finally:
         svc.close()
