@@ -212,7 +212,7 @@ def need_binary(*names: str) -> None:
 
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
-        message = f"{', '.join(missing)} not installed (apt-get install prometheus)"
+        message = f"{', '.join(missing)} not installed (scripts/test-services.sh installs it)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

@@ -179,6 +179,11 @@ def test_alerts_fire_once_on_their_days(fleet: Service) -> None:
     assert fired == {"50": day(16), "80": day(20), "100": day(27)}
     for later in (day(30), day(30, hour=12)):  # checked again: nothing fires twice
         assert fleet.check_budgets(later).events == []
+    # a replay behind the last recorded check (27 Nov) changes nothing, and says so
+    behind = fleet.check_budgets(day(18))
+    assert behind.events == [] and behind.pending == []
+    assert behind.notes == ["budget ml-month was checked at 2026-11-27T00:00:00Z, after this "
+                            "instant: nothing is recorded or sent for it"]  # fmt: skip
     alerts = {a["threshold"]: a for a in fleet.budget_alerts("ml-month")}
     assert set(alerts) == {"50.000", "80.000", "100.000"}
     assert alerts["100.000"]["spend"] == "3072.000000"  # 16 Nov end 2,112 + 10 x 96
@@ -362,3 +367,38 @@ def test_a_bill_credit_resolves_the_alerts(fleet: Service, tmp_path: Any) -> Non
     assert [(e.action, e.key.split("/")[-1]) for e in second.events] == [("resolve", "80")]
     states = {a["threshold"]: a["state"] for a in fleet.budget_alerts("ml-month")}
     assert states == {"50.000": "firing", "80.000": "resolved"}
+
+
+def test_a_dead_channel_does_not_hold_up_the_others(
+    fleet: Service, served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two channels on one alert: a dead port and a live webhook. The live one is delivered
+    at once; the dead one fails, is due again 30 s later (the default first backoff), and
+    after failing again 60 s after that; the delivered one is never sent again."""
+    from tests.conftest import free_port
+
+    served.routes["/ok"] = [(200, b"ok")]
+    dead = f"http://127.0.0.1:{free_port()}/hook"
+    budget = {**ML_MONTH, "alerts": [{"thresholdPercent": 50, "channels": [
+        {"type": "webhook", "config": {"url": dead}},
+        {"type": "webhook", "config": {"url": served.url("/ok")}}]}]}  # fmt: skip
+    fleet.apply_budgets([budget])
+    now = day(16)
+    fleet.budgets.ctx.clock = lambda: now
+    assert fleet.check_budgets(now).queued == 2
+    sent = fleet.send_alerts(fleet.due_alerts(now))
+    fleet.record_alerts_sent(sent)
+    assert len(served.bodies) == 1
+    rows = {d["channel"].split("-")[0] + ("-ok" if d["delivered_at"] else "-dead"): d
+            for d in fleet.alert_deliveries()}  # fmt: skip
+    assert set(rows) == {"webhook-ok", "webhook-dead"}
+    failed = rows["webhook-dead"]
+    assert failed["attempts"] == 1 and "webhook" in failed["last_error"]
+    assert failed["next_attempt_at"] == "2026-11-16T00:00:30Z"
+    assert fleet.due_alerts(now + timedelta(seconds=29)) == []
+    later = now + timedelta(seconds=30)
+    fleet.budgets.ctx.clock = lambda: later
+    fleet.record_alerts_sent(fleet.send_alerts(fleet.due_alerts(later)))
+    (again,) = [d for d in fleet.alert_deliveries() if not d["delivered_at"]]
+    assert again["attempts"] == 2 and again["next_attempt_at"] == "2026-11-16T00:01:30Z"
+    assert len(served.bodies) == 1  # the delivered one is not sent again

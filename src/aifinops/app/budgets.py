@@ -72,6 +72,7 @@ class CheckResult:
     events: list[AlertEvent]
     queued: int = 0
     outgoing: list[dict[str, Any]] = field(default_factory=list)  # --dry-run: what we'd send
+    notes: list[str] = field(default_factory=list)
     # (status, its events, when it was first over its limit) for each budget to write
     pending: list[tuple[BudgetStatus, list[AlertEvent], int | None]] = field(default_factory=list)
 
@@ -82,6 +83,7 @@ class CheckResult:
             "events": [event_to_dict(e) for e in self.events],
             "queued": self.queued,
             "outgoing": self.outgoing,
+            "notes": self.notes,
         }
 
 
@@ -285,8 +287,16 @@ class Budgets:
                       for a in stored.alerts(self.ctx.store, status.budget.name,
                                              status.period.key)}  # fmt: skip
             events = alert_events(status, states, iso_z(at) or "")
+            name, key = status.budget.name, status.period.key
+            last = stored.last_check(self.ctx.store, name, key)
+            if last is not None and last > to_ms(at):
+                # a replay behind the last recorded check: shown, never recorded (an earlier
+                # instant would resolve what a later one fired)
+                result.notes.append(f"budget {name} was checked at {iso_z(last)}, after this "
+                                    "instant: nothing is recorded or sent for it")  # fmt: skip
+                continue
             result.events += events
-            before = stored.exceeded_since(self.ctx.store, status.budget.name, status.period.key)
+            before = stored.exceeded_since(self.ctx.store, name, key)
             after = to_ms(status.exceeded_since) if status.exceeded_since else None
             if events or before != after:
                 result.pending.append((status, events, after))

@@ -171,3 +171,5 @@ def budget_check(
         out.print(f"  {d['channel']}: {d['action']} {d['key']}: {what}", markup=False)
     if not result.events:
         out.print("no alert fired or resolved", markup=False)
+    for note in result.notes:
+        _out(stderr=True).print(f"note: {note}", markup=False)

@@ -35,6 +35,13 @@ def delete_budget(store: Store, name: str) -> bool:
     return bool(store.raw("DELETE FROM budgets WHERE name = ? RETURNING name", [name]))
 
 
+def last_check(store: Store, budget: str, period: str) -> int | None:
+    """When the budget's period was last checked (and recorded)."""
+    rows = store.raw("SELECT checked_ms FROM budget_periods WHERE budget = ? AND period = ?",
+                     [budget, period])  # fmt: skip
+    return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
 def exceeded_since(store: Store, budget: str, period: str) -> int | None:
     rows = store.raw("SELECT exceeded_ms FROM budget_periods WHERE budget = ? AND period = ?",
                      [budget, period])  # fmt: skip
