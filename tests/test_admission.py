@@ -564,3 +564,14 @@ def test_costbudget_crd_holds_the_budget_shape() -> None:
     doc = full.to_document()
     assert _walk(doc["spec"], schema["spec"], "spec") == []
     assert _walk({**doc["spec"], "limits": 1}, schema["spec"], "spec") == ["spec.limits"]
+
+
+def test_a_retried_review_is_counted_once() -> None:
+    """The API server retries a review that timed out with the same uid: it gets the same
+    answer and its GPUs are counted once."""
+    keeper = Gatekeeper(AdmissionConfig(), RULES, clock=lambda: NOW / 1000)
+    keeper.refresh(state(THROTTLE))
+    first = keeper.review(load("gpu-ml-1"))
+    assert first == allowed(UID["gpu-ml-1"]) and keeper.admitted() == {"ml-team": 1}
+    assert keeper.review(load("gpu-ml-1")) == first  # 3 + 1 (itself) + 1 would be over 4
+    assert keeper.admitted() == {"ml-team": 1}

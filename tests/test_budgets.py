@@ -197,7 +197,8 @@ def test_alerts_fire_once_on_their_days(fleet: Service) -> None:
 
 def test_period_reset_rearms(make_service: Callable[..., Service]) -> None:
     """A daily budget of $100 for team ml (spend $96 a day, $4 an hour): its 90 % alert
-    fires each day ($92 by 23:00), once, under a new key per day; 97 % never ($96 < $97)."""
+    fires each day ($92 by 23:00), once, under a new key per day; 97 % never ($96 < $97).
+    The day before's alert, still firing when its day ended, resolves at the next check."""
     svc = make_service(PRICES)
     november(svc, until=day(5))
     svc.apply_budgets(
@@ -211,11 +212,16 @@ def test_period_reset_rearms(make_service: Callable[..., Service]) -> None:
             }
         ]
     )
-    keys = []
+    seen = []
     for d in (2, 3, 4):
-        keys += [e.key for e in svc.check_budgets(day(d, hour=23)).events]  # $92 by 23:00
+        seen += [(e.action, e.key) for e in svc.check_budgets(day(d, hour=23)).events]
         assert not svc.check_budgets(day(d, hour=23)).events
-    assert keys == [f"ml-day/2026-11-0{d}T00:00+0000/actual/90" for d in (2, 3, 4)]
+
+    def key(d: int) -> str:
+        return f"ml-day/2026-11-0{d}T00:00+0000/actual/90"
+
+    assert seen == [("fire", key(2)), ("fire", key(3)), ("resolve", key(2)),
+                    ("fire", key(4)), ("resolve", key(3))]  # fmt: skip
 
 
 def test_restatement_resolves_and_does_not_refire(
@@ -307,6 +313,26 @@ def test_budget_shapes_and_errors(fleet: Service) -> None:
         parse_budget({"name": "x", "limit": 1, "alerts": [{"thresholdPercent": -5}]})
     with pytest.raises(ConfigError, match="names no dimension"):
         fleet.apply_budgets([{"name": "y", "limit": 1, "scope": {"labels": {"zone": "a"}}}])
+    for bad, why in (
+        ({"name": "x", "limit": "1e-30"}, "decimal places"),
+        ({"name": "x", "limit": 1e26}, "less than or equal to 1000000000000000"),
+        ({"name": "x", "limit": 1, "alerts": [{"thresholdPercent": 1_000_000}]}, "digits"),
+        ({"name": "..", "limit": 1}, "must start with a letter or digit"),
+        ({"apiVersion": "v1", "kind": "CostBudget", "metadata": {"name": "a"}}, "apiVersion"),
+        ({"kind": "CostBudget", "metadata": ["a"], "spec": {}}, "must be mappings"),
+        ({"kind": "CostBudget", "metadata": {"name": "a"}, "sepc": {}}, "unknown field sepc"),
+        ({"name": "x", "limit": 1, "scope": {"teams": ["a"], "labels": {"team": "b"}}},
+         "can never match"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError, match=why):
+            fleet.apply_budgets([bad])
+    with pytest.raises(ConfigError, match="may not read a secret"):
+        fleet.apply_budgets([{"name": "x", "limit": 1, "alerts": [{"thresholdPercent": 50,
+            "channels": [{"type": "webhook", "config": {"url": "http://127.0.0.1:9/x",
+                                                        "secret_env": "HOME"}}]}]}])  # fmt: skip
+    with pytest.raises(UsageError, match="in the future"):
+        fleet.check_budgets(datetime.now(UTC) + timedelta(days=1))
+    assert fleet.check_budgets(datetime.now(UTC) + timedelta(days=1), dry_run=True).events == []
     with pytest.raises(ConfigError, match="is in EUR, the costs in USD"):
         fleet.apply_budgets([{"name": "eur", "limit": 1, "currency": "EUR"}])
     with pytest.raises(UsageError, match="no budget named"):
@@ -402,3 +428,30 @@ def test_a_dead_channel_does_not_hold_up_the_others(
     (again,) = [d for d in fleet.alert_deliveries() if not d["delivered_at"]]
     assert again["attempts"] == 2 and again["next_attempt_at"] == "2026-11-16T00:01:30Z"
     assert len(served.bodies) == 1  # the delivered one is not sent again
+
+
+def test_an_ended_period_and_a_deleted_budget_resolve_their_alerts(fleet: Service) -> None:
+    """An alert still firing when its period ends is resolved by the first check in the
+    next period, and sent to the channels its firing went to (an incident must not stay
+    open for good); deleting a budget resolves what it has firing."""
+    hook = {"type": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}}
+    fleet.apply_budgets([{**ML_MONTH, "alerts": [{"thresholdPercent": 50, "channels": [hook]}]},
+                         {"name": "ml-2", "limit": 100, "scope": {"teams": ["ml"]},
+                          "alerts": [{"thresholdPercent": 100}]}])  # fmt: skip
+    fired = fleet.check_budgets(day(20)).events
+    assert sorted((e.budget, e.action) for e in fired) == [("ml-2", "fire"), ("ml-month", "fire")]
+    december = fleet.check_budgets(day(1, month=12, hour=1))
+    ended = [(e.budget, e.action, e.key) for e in december.events]
+    nov = "2026-11-01T00:00+0000"
+    assert ended == [("ml-2", "resolve", f"ml-2/{nov}/actual/100"),
+                     ("ml-month", "resolve", f"ml-month/{nov}/actual/50")]  # fmt: skip
+    queued = [(d["key"].split("/")[0], d["action"]) for d in fleet.alert_deliveries()]
+    assert sorted(queued) == [("ml-month", "fire"), ("ml-month", "resolve")]
+    assert {a["state"] for a in fleet.budget_alerts()} == {"resolved"}
+    # a deleted budget: its firing alert resolves with it
+    fleet.apply_budgets([{"name": "ml-3", "limit": 100, "scope": {"teams": ["ml"]},
+                          "alerts": [{"thresholdPercent": 100}]}])  # fmt: skip
+    assert [(e.budget, e.action) for e in fleet.check_budgets(day(21)).events] == [
+        ("ml-3", "fire")]  # fmt: skip
+    fleet.delete_budget("ml-3")
+    assert [a["state"] for a in fleet.budget_alerts("ml-3")] == ["resolved"]

@@ -229,5 +229,17 @@ def test_budget_crud_over_the_api(
         content=json.dumps({"name": "other", "limit": 1}).encode(),
     )
     assert mismatch.status_code == 400
+    # an applied budget's inline channel may not read the server's secrets
+    leak = {"name": "leak", "limit": 1, "alerts": [{"thresholdPercent": 50, "channels": [
+        {"type": "pagerduty", "config": {"routing_key_file": "/etc/hostname",
+                                         "url": "http://127.0.0.1:9/steal"}}]}]}  # fmt: skip
+    refused = httpx.post(api.url + "/api/v1/budgets", content=json.dumps(leak), headers=auth)
+    assert refused.status_code == 400
+    assert "may not read a secret (config.routing_key_file)" in refused.json()["error"]["message"]
+    # the admission webhook: a body over 3 MiB, JSON nested past recursion, a retried review
+    big = httpx.post(api.url + "/api/v1/admission", content=b"[" * (3 * 1024 * 1024 + 1))
+    assert big.status_code == 413
+    deep = httpx.post(api.url + "/api/v1/admission", content=b"[" * 100_000 + b"]" * 100_000)
+    assert deep.status_code == 400 and "nested too deeply" in deep.json()["error"]["message"]
     assert httpx.delete(api.url + "/api/v1/budgets/ds", headers=auth).status_code == 200
     assert api.get("/api/v1/budgets/ds", token=token).status_code == 404

@@ -20,6 +20,7 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from aifinops.core.admission import AdmissionConfig
@@ -242,6 +243,20 @@ class Settings(_Strict):
         except ConfigError as error:
             raise ValueError(str(error)) from None
         return value
+
+    @model_validator(mode="after")
+    def _budget_scopes(self) -> Settings:
+        """Each declared budget's scope read through the attribution rules in force: a
+        label naming no dimension is an error here, not at every check."""
+        from aifinops.core.budgets import label_dimensions, parse_budgets
+
+        dims = label_dimensions(self.attribution.rules().keys_for)
+        for b in parse_budgets(self.budgets, "budgets"):
+            try:
+                b.spec.scope.wants(dims)
+            except ConfigError as error:
+                raise ValueError(f"budget {b.name!r}: {error.message}") from None
+        return self
 
     @field_validator("sources", mode="before")
     @classmethod

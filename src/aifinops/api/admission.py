@@ -23,6 +23,8 @@ from aifinops.errors import AifinopsError
 
 log = logging.getLogger("aifinops.admission")
 PATH = "/api/v1/admission"
+MAX_BODY = 3 * 1024 * 1024  # bytes: the API server caps a request body at 3 MiB too
+SEEN = 4096  # reviews remembered by uid: a retried review is answered, never counted twice
 
 
 class Gatekeeper:
@@ -41,6 +43,9 @@ class Gatekeeper:
         self._state: AdmissionState | None = None
         self._admitted: dict[str, int] = {}
         self._since: list[tuple[int, dict[str, int]]] = []  # (when, counts) since the state
+        # uid -> the answer since the last refresh; the uids counted; oldest first
+        self._answered: dict[str, dict[str, Any]] = {}
+        self._counted: dict[str, None] = {}
 
     def refresh(self, state: AdmissionState) -> None:
         """Take a new state. Its running counts hold what was admitted up to its
@@ -48,6 +53,7 @@ class Gatekeeper:
         with self._lock:
             cut = state.counted_to_ms
             self._state = state
+            self._answered = {}
             self._since = [] if cut is None else [(t, c) for t, c in self._since if t > cut]
             self._admitted = {}
             for _, counts in self._since:
@@ -63,17 +69,40 @@ class Gatekeeper:
             return dict(self._admitted)
 
     def review(self, body: Any) -> dict[str, Any]:
-        """The AdmissionReview answering `body` (a `UsageError` if it is not one)."""
+        """The AdmissionReview answering `body` (a `UsageError` if it is not one). A review
+        whose uid was answered since the last refresh (the API server retries one that
+        timed out) gets the same answer; a uid is counted once, across refreshes too."""
         with self._lock:
+            seen = _retry_key(body)
+            if seen is not None and seen in self._answered:
+                return self._answered[seen]
             now_ms = int(self.clock() * 1000)
             decision = decide(body, self._state, self.config, self.rules, now_ms, self._admitted)
-            if decision.counts:
+            uid = decision.review["response"]["uid"]
+            if decision.counts and uid not in self._counted:
                 self._since.append((now_ms, decision.counts))
                 self._add(decision.counts)
+                self._counted[uid] = None
+                while len(self._counted) > SEEN:
+                    self._counted.pop(next(iter(self._counted)))
+            if seen is not None:
+                self._answered[seen] = decision.review
+                while len(self._answered) > SEEN:
+                    self._answered.pop(next(iter(self._answered)))
         response = decision.review["response"]
         if not response["allowed"] or response.get("warnings"):
             _log(body["request"], response["allowed"], decision.reason)
         return decision.review
+
+
+def _retry_key(body: Any) -> str | None:
+    """The uid of a review that counts (not a dry run), where it has one: a retry of the
+    same request has the same uid. A dry run is decided afresh each time (it counts
+    nothing)."""
+    request = body.get("request") if isinstance(body, dict) else None
+    if not isinstance(request, dict) or not isinstance(request.get("uid"), str):
+        return None
+    return None if request.get("dryRun") else request["uid"]
 
 
 def _log(request: dict[str, Any], allowed: bool, reason: str) -> None:
@@ -106,11 +135,17 @@ def admission_router(gatekeeper: Gatekeeper) -> APIRouter:
         summary="Answer a validating admission review of a Pod CREATE (GPU budgets)",
     )
     async def admission(request: Request) -> JSONResponse:
-        raw = await request.body()
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                return envelope(413, "UsageError", "the review is larger than 3 MiB", "body",
+                                "the API server sends a Pod's review well under that")  # fmt: skip
         try:
             body = json.loads(raw)
-        except ValueError as exc:  # UnicodeDecodeError included
-            return envelope(400, "UsageError", f"the body is not JSON ({exc})", "body",
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError included
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            return envelope(400, "UsageError", f"the body is not JSON ({why})", "body",
                             "send an admission.k8s.io/v1 AdmissionReview")  # fmt: skip
         try:
             return JSONResponse(gatekeeper.review(body))

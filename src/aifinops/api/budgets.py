@@ -3,6 +3,7 @@ the plain shape, or a list, as JSON or YAML), each budget's status, a check on d
 the alerts' history and deliveries."""
 
 import json
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aifinops.api.server import Server
 from aifinops.core.access import Caller
+from aifinops.core.budgets import in_range
 from aifinops.core.windows import parse_instant
 from aifinops.errors import UsageError
 
@@ -20,7 +22,13 @@ BODY_LIMIT = 1024 * 1024
 
 
 def _at(text: str | None) -> datetime | None:
-    return parse_instant(text, what="at") if text else None
+    return in_range(parse_instant(text, what="at"), "at") if text else None
+
+
+def _now_key(at: str | None) -> str:
+    """A cache key for an answer as of `at`, or as of now: this minute (a status moves with
+    the clock, not only with the data)."""
+    return at or time.strftime("now %Y-%m-%dT%H:%M", time.gmtime())
 
 
 async def _documents(request: Request) -> list[Any]:
@@ -85,7 +93,7 @@ def install(
             found = {
                 s["name"]: s
                 for s in read(
-                    ("budget-status", at),
+                    ("budget-status", _now_key(at)),
                     lambda s: [x.to_dict() for x in s.budget_statuses(_at(at))],
                 )
             }
@@ -134,10 +142,11 @@ def install(
         """currentSpend, percentageUsed, budgetStatus, projectedPeriodSpend (with its 80 %
         and 95 % intervals and the day the limit is expected to be crossed), daysRemaining,
         alertsFired, enforcementActive, breakdown by team / model / node."""
-        found = read(
-            ("budget-status", name, at), lambda s: s.budget_statuses(_at(at), [name])[0].to_dict()
-        )
-        return found  # type: ignore[no-any-return]
+
+        def status(s: Any) -> dict[str, Any]:
+            return s.budget_statuses(_at(at), [name])[0].to_dict()  # type: ignore[no-any-return]
+
+        return read(("budget-status", name, _now_key(at)), status)  # type: ignore[no-any-return]
 
     @app.post("/api/v1/budgets/check", tags=["budgets"])
     async def check(caller: Admin, dry_run: bool = False, at: AtQ = None) -> dict[str, Any]:
@@ -145,13 +154,14 @@ def install(
         period and are queued for their channels (sent by the server's alerts job); with
         `dry_run=true` nothing is kept or sent and `outgoing` shows what would be."""
         if dry_run:
-            return await run_in_threadpool(
-                lambda: read(
-                    ("budget-check", at), lambda s: s.check_budgets(_at(at), dry_run=True).to_dict()
-                )
-            )
+
+            def shown(s: Any) -> dict[str, Any]:
+                return s.check_budgets(_at(at), dry_run=True).to_dict()  # type: ignore[no-any-return]
+
+            return await run_in_threadpool(lambda: read(("budget-check", _now_key(at)), shown))
         result = await write(caller, "budget check", None, lambda s: s.check_budgets(_at(at)))
-        server.refresh_gates(result)
+        if at is None:  # the webhook and /metrics follow now, never a replayed instant
+            server.refresh_gates(result)
         return result.to_dict()  # type: ignore[no-any-return]
 
     @app.get("/api/v1/alerts", tags=["budgets"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -25,12 +25,14 @@ from aifinops.core.budget_status import (
     project,
 )
 from aifinops.core.budgets import (
+    SCOPE_DIMS,
     AlertEvent,
     Budget,
     Channel,
     Period,
     event_from_dict,
     event_to_dict,
+    label_dimensions,
     parse_budgets,
     period_at,
 )
@@ -44,8 +46,7 @@ if TYPE_CHECKING:
     from aifinops.app.bills import Bills
     from aifinops.core.admission import AdmissionState
 
-# the dimensions a scope may name, and those a status breaks spend down by
-SCOPE_DIMS = ("team", "namespace", "model", "project", "cost_center", "experiment")
+# the dimensions a status breaks spend down by
 BREAKDOWN_DIMS = ("team", "model", "node")
 
 
@@ -119,7 +120,11 @@ class Budgets:
         declared = {b.name for b in self.declared()}
         label_dims = self._label_dims()
         for b in budgets:
-            b.spec.scope.wants(label_dims)  # a label no dimension reads: refused now
+            try:  # a label no dimension reads, a scope that cannot match: refused now
+                b.spec.scope.wants(label_dims)
+            except ConfigError as error:
+                raise ConfigError(f"budget {b.name!r}: {error.message}", where=where,
+                                  hint=error.hint) from None  # fmt: skip
             currency = self.ctx.settings.currency
             if b.spec.currency not in (None, currency):
                 raise ConfigError(
@@ -132,7 +137,15 @@ class Budgets:
                                  where=where, hint="change it there")  # fmt: skip
             for rule in b.spec.alerts:
                 for ch in rule.channels:
-                    self.channel(ch, f"{where}: {b.name}: alert {rule.label()}")
+                    at = f"{where}: {b.name}: alert {rule.label()}"
+                    self.channel(ch, at)
+                    if ch.type is not None and (ref := _secret_reference(ch.config)):
+                        # the server's environment and files are its operator's: a budget
+                        # applied over the CLI or API must not send them anywhere it likes
+                        raise ConfigError(
+                            f"an applied budget's channel may not read a secret ({ref})",
+                            where=at, hint="declare the channel under `channels:` in the "
+                            "config file, with its secret, and name it here")  # fmt: skip
         existing = {name: spec for name, spec, _, _ in stored.budgets(self.ctx.store)}
         out = []
         at_ms = self.ctx.now_ms()
@@ -151,7 +164,11 @@ class Budgets:
         if origin == "config":
             raise UsageError(f"budget {name!r} is declared in the config file", where="budget",
                              hint="remove it there")  # fmt: skip
-        stored.delete_budget(self.ctx.store, name)
+        at = self.ctx.clock()
+        with self.ctx.store.transaction():
+            for e in self._ended(name, None, at):
+                self._record(e, "", to_ms(at))
+            stored.delete_budget(self.ctx.store, name)
 
     def channel(self, ch: Channel, where: str) -> tuple[str, Any]:
         """A budget's channel as (stable id, typed config): inline, or named in settings."""
@@ -191,12 +208,7 @@ class Budgets:
         return sorted(out, key=lambda s: s.budget.name)
 
     def _label_dims(self) -> dict[str, str]:
-        rules = self.ctx.settings.attribution.rules()
-        out: dict[str, str] = {}
-        for dim in SCOPE_DIMS:
-            for key in rules.keys_for(dim):
-                out.setdefault(key, dim)
-        return out
+        return label_dimensions(self.ctx.settings.attribution.rules().keys_for)
 
     def _spend(
         self, period: Period, at: datetime, group: list[Budget], label_dims: dict[str, str]
@@ -279,7 +291,12 @@ class Budgets:
         shown, with what each channel would be sent. `record=False` leaves the writing to
         a later `record` (the server checks on its read-only store, and writes only when
         something changed)."""
-        at = at or self.ctx.clock()
+        now = self.ctx.clock()
+        at = at or now
+        if record and not dry_run and at > now + timedelta(minutes=5):
+            raise UsageError(
+                f"a check as of {iso_z(at)} is in the future: it would record alerts that "
+                "have not happened", where="--at", hint="add --dry-run to see it")  # fmt: skip
         statuses = self.statuses(at)
         result = CheckResult(at, statuses, [])
         for status in statuses:
@@ -295,6 +312,7 @@ class Budgets:
                 result.notes.append(f"budget {name} was checked at {iso_z(last)}, after this "
                                     "instant: nothing is recorded or sent for it")  # fmt: skip
                 continue
+            events += self._ended(name, key, at)
             result.events += events
             before = stored.exceeded_since(self.ctx.store, name, key)
             after = to_ms(status.exceeded_since) if status.exceeded_since else None
@@ -313,6 +331,21 @@ class Budgets:
             self.record(result)
         return result
 
+    def _ended(self, budget: str, period: str | None, at: datetime) -> list[AlertEvent]:
+        """Resolve events for a budget's alerts still firing in a period other than
+        `period` (it ended: a PagerDuty incident, an Alertmanager alert must not stay open
+        for good), or in any period where `period` is None (the budget was deleted); sent
+        to the channels their firing went to."""
+        out = []
+        for a in stored.firing(self.ctx.store, budget):
+            if a["period"] == period or not a["event"]:
+                continue
+            fired = event_from_dict(json.loads(a["event"]))
+            channels = tuple(Channel.model_validate(json.loads(spec))
+                             for spec in stored.fired_to(self.ctx.store, a["key"]))  # fmt: skip
+            out.append(replace(fired, action="resolve", at=iso_z(at) or "", channels=channels))
+        return out
+
     def record(self, result: CheckResult) -> None:
         """Write what a check found: each period's first time over the limit, the alerts
         that fired or resolved, and their deliveries queued (each once)."""
@@ -322,12 +355,12 @@ class Budgets:
                 stored.set_exceeded(self.ctx.store, status.budget.name, status.period.key,
                                     exceeded, at_ms)  # fmt: skip
                 for e in events:
-                    result.queued += self._record(e, status, at_ms)
+                    result.queued += self._record(e, status.period.key, at_ms)
 
-    def _record(self, e: AlertEvent, status: BudgetStatus, at_ms: int) -> int:
+    def _record(self, e: AlertEvent, period: str, at_ms: int) -> int:
         if e.action == "fire":
             stored.fire(self.ctx.store, {
-                "key": e.key, "budget": e.budget, "period": status.period.key,
+                "key": e.key, "budget": e.budget, "period": period,
                 "alert": e.alert, "basis": e.basis, "threshold": e.threshold_percent,
                 "severity": e.severity, "state": "firing", "fired_ms": at_ms,
                 "resolved_ms": None, "spend": e.spend, "event": json.dumps(event_to_dict(e)),
@@ -429,6 +462,24 @@ class Budgets:
             ))  # fmt: skip
         counted = stored.newest_workload_start(self.ctx.store, to_ms(at))
         return AdmissionState(tuple(gates), to_ms(at), counted)
+
+
+def _secret_reference(config: Any, path: str = "config") -> str | None:
+    """The first place a channel config reads the environment or a file (`*_env`,
+    `*_file`, `env:NAME`, `file:PATH`, `{env: NAME}`), if any."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if str(key).endswith(("_env", "_file")) or key in ("env", "file"):
+                return f"{path}.{key}"
+            if found := _secret_reference(value, f"{path}.{key}"):
+                return found
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            if found := _secret_reference(value, f"{path}[{i}]"):
+                return found
+    elif isinstance(config, str) and config.strip().startswith(("env:", "file:")):
+        return path
+    return None
 
 
 def _plain(sent: Any) -> dict[str, Any]:

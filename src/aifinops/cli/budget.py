@@ -32,9 +32,10 @@ def _out(stderr: bool = False) -> Any:
 
 
 def _at(text: str | None) -> Any:
+    from aifinops.core.budgets import in_range
     from aifinops.core.windows import parse_instant
 
-    return parse_instant(text, what="--at") if text else None
+    return in_range(parse_instant(text, what="--at"), "--at") if text else None
 
 
 FORMAT = Annotated[str, typer.Option("--format", help="table or json.")]
@@ -53,6 +54,9 @@ def read_documents(path: Path) -> list[Any]:
         return list(yaml.safe_load_all(text))
     except OSError as exc:
         raise ConfigError(f"cannot read the budget file: {exc.strerror}", where=where) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", where=where,
+                          hint="save the file as UTF-8") from None  # fmt: skip
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", where=where) from exc
 
@@ -144,7 +148,7 @@ def budget_check(
     """Check every budget's alerts now (or --at): those newly over their threshold fire,
     once per period, and are sent to their channels; those back under resolve."""
     _check_format(fmt)
-    svc = _svc()
+    svc = _svc(read_only=dry_run)  # a dry run writes nothing: it runs beside `serve`
     result = svc.check_budgets(_at(at), dry_run=dry_run)
     sent: list[tuple[dict[str, Any], str | None]] = []
     if not dry_run:

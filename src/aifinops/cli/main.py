@@ -846,7 +846,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     jobs: Annotated[
-        bool, typer.Option("--jobs/--no-jobs", help="Run collect (the configured sources).")
+        bool,
+        typer.Option(
+            "--jobs/--no-jobs",
+            help="Run the periodic jobs: collect (the configured "
+            "sources), budget checks, alert deliveries.",
+        ),
     ] = True,
     metrics_cache: Annotated[
         float, typer.Option(help="Seconds a /metrics answer is kept before the store is read.")

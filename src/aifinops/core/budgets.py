@@ -6,23 +6,40 @@ Pure: time comes in as an argument, spend as cost rows already allocated."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from aifinops.errors import ConfigError
+from aifinops.errors import ConfigError, UsageError
 
 API_VERSION = "gpu-autoscaler.io/v1alpha1"
 KIND = "CostBudget"
 ACTIONS = ("alert", "throttle", "block")
 SEVERITIES = ("info", "warning", "critical")
 HUNDRED = Decimal(100)
+MAX_LIMIT = Decimal(10) ** 15
+DOCUMENT_KEYS = {"apiVersion", "kind", "metadata", "spec", "status"}
+
+
+# the dimensions a scope may name (a scope label is one of them, by the attribution rules)
+SCOPE_DIMS = ("team", "namespace", "model", "project", "cost_center", "experiment")
+
+
+def label_dimensions(keys_for: Callable[[str], tuple[str, ...]]) -> dict[str, str]:
+    """Label key -> the dimension it names (`team`, `ai-finops.io/team` -> team), from the
+    attribution rules' `keys_for`; a scope's `labels` are read through it."""
+    out: dict[str, str] = {}
+    for dim in SCOPE_DIMS:
+        for key in keys_for(dim):
+            out.setdefault(key, dim)
+    return out
 
 
 class _Shape(BaseModel):
@@ -39,7 +56,7 @@ class Scope(_Shape):
     models: list[str] = Field(default_factory=list)
     projects: list[str] = Field(default_factory=list)
     cost_centers: list[str] = Field(default_factory=list, alias="costCenters")
-    experiment_id: str | None = Field(default=None, alias="experimentID")
+    experiment_id: str | None = Field(default=None, alias="experimentID", min_length=1)
     labels: dict[str, str] = Field(default_factory=dict)
 
     def is_fleet(self) -> bool:
@@ -55,6 +72,13 @@ class Scope(_Shape):
         def need(dim: str, given: Iterable[str]) -> None:
             values = set(given)
             out[dim] = out[dim] & values if dim in out else values
+            if not out[dim]:
+                raise ConfigError(
+                    f"the scope can never match: it asks {dim} to be {sorted(values)} and "
+                    "something else at once",
+                    where="scope",
+                    hint="a label naming a dimension is the same as that field",
+                )
 
         for name, values in (("team", self.teams), ("namespace", self.namespaces),
                             ("model", self.models), ("project", self.projects),
@@ -120,7 +144,10 @@ class Channel(_Shape):
 
 class AlertRule(_Shape):
     name: str | None = None
-    threshold_percent: Decimal = Field(alias="thresholdPercent", gt=0)
+    # up to 100 times the limit (DECIMAL(9, 3) in the store)
+    threshold_percent: Decimal = Field(
+        alias="thresholdPercent", gt=0, le=10_000, max_digits=9, decimal_places=3
+    )
     severity: Literal["info", "warning", "critical"] = "warning"
     basis: Literal["actual", "forecast"] = "actual"
     channels: list[Channel] = Field(default_factory=list)
@@ -151,8 +178,11 @@ class Enforcement(_Shape):
 
 
 class BudgetSpec(_Shape):
-    monthly_limit: Decimal | None = Field(default=None, alias="monthlyLimit", gt=0)
-    limit: Decimal | None = Field(default=None, gt=0)
+    # a cent to a quadrillion, to the cent or finer (money is exact: decimal places bounded)
+    monthly_limit: Decimal | None = Field(
+        default=None, alias="monthlyLimit", ge=Decimal("0.01"), le=MAX_LIMIT, decimal_places=6
+    )
+    limit: Decimal | None = Field(default=None, ge=Decimal("0.01"), le=MAX_LIMIT, decimal_places=6)
     period: Literal["month", "week", "day"] = "month"
     # month: the day of the month a period starts (1-28; later days are the month's last);
     # week: the ISO weekday (1 Monday ... 7 Sunday); day: unused
@@ -212,7 +242,17 @@ def parse_budget(doc: Any, where: str = "budget") -> Budget:
     if "kind" in doc or "apiVersion" in doc or "spec" in doc:
         if doc.get("kind", KIND) != KIND:
             raise ConfigError(f"kind {doc.get('kind')!r} is not {KIND}", where=where)
-        name = (doc.get("metadata") or {}).get("name")
+        if doc.get("apiVersion", API_VERSION) != API_VERSION:
+            raise ConfigError(f"apiVersion {doc.get('apiVersion')!r} is not {API_VERSION}",
+                              where=where)  # fmt: skip
+        if extra := sorted(set(doc) - DOCUMENT_KEYS):
+            raise ConfigError(f"unknown field {', '.join(map(str, extra))} in a {KIND}",
+                              where=where, hint="a CostBudget has apiVersion, kind, "
+                              "metadata, spec (and status)")  # fmt: skip
+        meta = doc.get("metadata") or {}
+        if not isinstance(meta, Mapping) or not isinstance(doc.get("spec") or {}, Mapping):
+            raise ConfigError("metadata and spec must be mappings", where=where)
+        name = meta.get("name")
         body = doc.get("spec") or {}
     else:
         name = doc.pop("name", None)
@@ -220,8 +260,9 @@ def parse_budget(doc: Any, where: str = "budget") -> Budget:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError("a budget needs a name (metadata.name, or name)", where=where)
     if not _name_ok(name):
-        raise ConfigError(f"budget name {name!r} may hold only letters, digits, '-', '_' "
-                          "and '.'", where=where)  # fmt: skip
+        raise ConfigError(f"budget name {name!r} must start with a letter or digit and hold "
+                          "only ASCII letters, digits, '-', '_' and '.' (128 at most)",
+                          where=where)  # fmt: skip
     try:
         return Budget(name, BudgetSpec.model_validate(body))
     except ValidationError as exc:
@@ -233,7 +274,8 @@ def parse_budget(doc: Any, where: str = "budget") -> Budget:
 
 
 def _name_ok(name: str) -> bool:
-    return len(name) <= 128 and all(c.isalnum() or c in "-_." for c in name)
+    """ASCII letters and digits, then those and '-', '_', '.' (it goes in URLs and keys)."""
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name))
 
 
 def parse_budgets(docs: Iterable[Any], where: str = "budget") -> list[Budget]:
@@ -252,6 +294,18 @@ def parse_budgets(docs: Iterable[Any], where: str = "budget") -> list[Budget]:
     if twice := sorted({n for n in names if names.count(n) > 1}):
         raise ConfigError(f"budget {', '.join(twice)} given twice", where=where)
     return out
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def in_range(at: datetime, what: str) -> datetime:
+    """`at`, if a budget can be evaluated then (1970 to 2200): a period and its 28 days of
+    history must fit in the calendar."""
+    if not EARLIEST <= at < LATEST:
+        raise UsageError(f"{at.isoformat()} is outside 1970-2200", where=what)
+    return at
 
 
 # -- periods ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from aifinops.demo.capture import (
     vllm_scrapes,
 )
 from aifinops.demo.fleet import DEMO_START, demo_fleet
+from aifinops.errors import UsageError
 from aifinops.service import IngestResult, Progress, Service
 
 CAPTURE_NAMESPACE = "lab"  # the capture's pods, as the demo names them
@@ -94,7 +95,10 @@ def demo_end(
         return None
     if end.strip().lower() == "now":
         return align_down(now(), timedelta(hours=1))
-    return align_down(parse_instant(end, what="--end"), timedelta(minutes=1))
+    at = parse_instant(end, what="--end")
+    if not datetime(2000, 1, 1, tzinfo=UTC) <= at < datetime(2100, 1, 1, tzinfo=UTC):
+        raise UsageError(f"{at.isoformat()} is outside 2000-2100", where="--end")
+    return align_down(at, timedelta(minutes=1))
 
 
 def run_demo(

@@ -153,3 +153,22 @@ def newest_workload_start(store: Store, at_ms: int) -> int | None:
     up to about then (the admission webhook keeps counting the ones admitted after)."""
     rows = store.raw("SELECT max(start_ms) FROM workloads WHERE start_ms <= ?", [at_ms])
     return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def firing(store: Store, budget: str) -> list[dict[str, Any]]:
+    """A budget's alerts still firing, in any period."""
+    rows = store.raw(
+        f"SELECT {', '.join(ALERT_COLUMNS)} FROM budget_alerts WHERE budget = ? "
+        "AND state = 'firing' ORDER BY fired_ms, key",
+        [budget],
+    )
+    return [dict(zip(ALERT_COLUMNS, r, strict=True)) for r in rows]
+
+
+def fired_to(store: Store, key: str) -> list[str]:
+    """The channels (their specs, as JSON) an alert's firing was queued for."""
+    rows = store.raw(
+        "SELECT spec FROM alert_deliveries WHERE key = ? AND action = 'fire' ORDER BY channel",
+        [key],
+    )
+    return [r[0] for r in rows]

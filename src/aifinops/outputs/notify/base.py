@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +27,9 @@ REDACTED = "***"
 SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-aifinops-signature"}
 )
+# a header whose name says it carries a credential (X-Api-Key, X-Auth-Token...): written
+# as a reference too, as the sensitive ones are
+CREDENTIAL_WORDS = ("key", "token", "secret", "auth", "password", "session", "signature")
 
 
 class DeliveryError(AifinopsError):
@@ -67,6 +71,11 @@ class SecretRef(BaseModel):
     def _one(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("a secret reference names an environment variable or a file")
+        if self.env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.env):
+            raise ValueError(
+                "an environment variable's name is letters, digits and '_' (a secret's value "
+                "goes in the variable, not here)"
+            )
         return self
 
     def __str__(self) -> str:
@@ -374,5 +383,10 @@ def http_url(value: str, what: str) -> str:
     if parts.username or parts.password:
         raise ValueError(
             f"the {what} may not hold a user or password; use the channel's secret fields"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"the {what} may not hold a query string (it often carries a token): send a "
+            "credential as a header written as a reference (`headers: {X-Api-Key: env:VAR}`)"
         )
     return value

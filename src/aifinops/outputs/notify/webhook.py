@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from aifinops.core.budgets import AlertEvent, event_to_dict
 from aifinops.outputs.notify.base import (
+    CREDENTIAL_WORDS,
     SENSITIVE_HEADERS,
     ChannelConfig,
     Outgoing,
@@ -63,7 +64,8 @@ class WebhookConfig(ChannelConfig):
             if str(name).lower() in OURS:
                 raise ValueError(f"header {name} is set by aifinops")
             is_ref = isinstance(value, str) and value.partition(":")[0] in ("env", "file")
-            if is_ref or str(name).lower() in SENSITIVE_HEADERS:
+            credential = any(w in str(name).lower() for w in CREDENTIAL_WORDS)
+            if is_ref or credential or str(name).lower() in SENSITIVE_HEADERS:
                 how = f"`headers: {{{name}: env:WEBHOOK_{_var(name)}}}` (or file:/path)"
                 value = secret_ref(str(value), f"header {name}", "", how)
             headers[name] = value
