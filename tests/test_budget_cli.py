@@ -100,6 +100,10 @@ def test_budget_commands(
         "name: x\nlimit: 10\nalerts: [{thresholdPercent: 80, channels: "
         "[{type: slack, config: {webhook_url: 'https://hooks.slack.com/T/B/x'}}]}]\n"
     )
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("name: x\nlimit: 10\nlimit: 99999\n")
+    dup = cli(*base, "budget", "apply", str(twice), cwd=tmp_path)
+    assert dup.returncode == 2 and "the key 'limit' is given twice" in dup.stderr
     refused = cli(*base, "budget", "apply", str(bad), cwd=tmp_path)
     assert refused.returncode == 2 and "webhook_url_env" in refused.stderr
     assert "hooks.slack.com/T/B/x" not in refused.stderr

@@ -278,6 +278,27 @@ class Settings(_Strict):
         return configs
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML says keys are
+    unique; the plain loader keeps the last one silently: `limit: 10` then `limit: 99999`)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def yaml_documents(text: str) -> list[Any]:
+    """Every document of a YAML text (budget files, request bodies): safe, keys unique."""
+    return list(yaml.load_all(text, Loader=_StrictLoader))
+
+
 def _config_text(data: bytes) -> str:
     """The config file's text: UTF-8 (a BOM is fine) or UTF-16 with a BOM, as YAML allows;
     else Windows-1252 (Latin-1), as editors on Windows save it, so a team name with an
@@ -303,7 +324,10 @@ def load_settings(
     if config_file is not None:
         path = Path(config_file)
         try:
-            loaded = yaml.safe_load(_config_text(path.read_bytes())) or {}
+            docs = yaml_documents(_config_text(path.read_bytes()))
+            if len(docs) > 1:
+                raise ConfigError("the config file holds several YAML documents", where=str(path))
+            loaded = (docs[0] if docs else None) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read the config file: {exc}", where=str(path)) from exc
         except yaml.YAMLError as exc:

@@ -40,9 +40,9 @@ async def _documents(request: Request) -> list[Any]:
     kind = request.headers.get("content-type", "")
     try:
         if "yaml" in kind:
-            import yaml
+            from aifinops.config import yaml_documents
 
-            return list(yaml.safe_load_all(body.decode("utf-8-sig")))
+            return yaml_documents(body.decode("utf-8-sig"))
         doc = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:  # json and yaml errors are ValueErrors
         raise UsageError(

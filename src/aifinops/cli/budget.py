@@ -48,10 +48,12 @@ def read_documents(path: Path) -> list[Any]:
 
     import yaml
 
+    from aifinops.config import yaml_documents
+
     where = "stdin" if str(path) == "-" else str(path)
     try:
         text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8-sig")
-        return list(yaml.safe_load_all(text))
+        return yaml_documents(text)
     except OSError as exc:
         raise ConfigError(f"cannot read the budget file: {exc.strerror}", where=where) from exc
     except UnicodeDecodeError as exc:
