@@ -230,6 +230,9 @@ class Settings(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     # the admission webhook (`/api/v1/admission`): warn or enforce, fail open or closed
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    # recommendation rules' configs by name (`idle-gpu: {busy_threshold: 0.05}`), checked
+    # by each rule's own model when the rules run
+    recommendations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # what `aifinops rules` generates (idle held GPUs, temperature, unit-cost limits)
     rules: RulesConfig = Field(default_factory=RulesConfig)
 

@@ -61,6 +61,10 @@ class Service:
         self.collector = Collect(self.ingest)
         self.access = Access(self.ctx)
         self.budgets = Budgets(self.ctx, self.costs, self.bills)
+        from aifinops.app.findings import Findings
+        from aifinops.app.recommend import Recommend
+
+        self.findings = Findings(self.ctx, self.costs, Recommend(self.ctx, self.costs, self.prices))
 
     # -- plumbing -----------------------------------------------------------------------
     @property
@@ -376,6 +380,19 @@ class Service:
     def admission_state(self, result: CheckResult) -> Any:
         """The admission webhook's gates, from a check's statuses."""
         return self.budgets.admission_state(result.statuses, result.at)
+
+    # -- recommendations -------------------------------------------------------------------
+    def optimize(self, *, window: str | None = None, last: str | None = None,
+                 rules: list[str] | None = None) -> Any:  # fmt: skip
+        """Run the recommendation rules over a window; their findings stored."""
+        return self.findings.run(window, last, rules)
+
+    def recommendations(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.findings.listed(**filters)
+
+    def set_finding_status(self, fid: str, status: str, reason: str | None = None,
+                           actor: str | None = None) -> dict[str, Any]:  # fmt: skip
+        return self.findings.set_status(fid, status, reason, actor)
 
     # -- the store itself -------------------------------------------------------------------
     def repair_store(self, *, dry_run: bool = False) -> list[Any]:

@@ -307,14 +307,19 @@ def _routes(app: FastAPI, server: Server) -> None:
         return opencost.response(report, dims, idle)
 
     @app.get("/api/v1/recommendations", tags=["costs"])
-    def recommendations(_: Viewer, severity: str | None = None) -> dict[str, Any]:
-        """Recommendations: none are made yet (a later release adds them); the list is
-        empty, never a 404, so clients can rely on the path."""
-        return {
-            "recommendations": [],
-            "severity": severity,
-            "note": "no recommendation rules run yet",
-        }
+    def recommendations(
+        _: Viewer,
+        severity: str | None = None,
+        rule: str | None = None,
+        team: str | None = None,
+        status: str = "open",
+    ) -> dict[str, Any]:
+        """The findings of the last recommendations run (`aifinops optimize`, or the
+        server's job), largest monthly saving first."""
+        found = read(("recommendations", severity, rule, team, status),
+                     lambda s: s.recommendations(severity=severity, rule=rule, team=team,
+                                                 status=status))  # fmt: skip
+        return {"recommendations": found, "total": len(found)}
 
     @app.get("/api/v1/gpu/utilization", tags=["costs"])
     def gpu_utilization(_: Viewer) -> dict[str, Any]:

@@ -86,6 +86,18 @@ def _budget_app() -> typer.Typer:
 app.add_typer(_budget_app(), name="budget")
 
 
+def _optimize_app() -> typer.Typer:
+    from aifinops.cli import optimize
+
+    optimize._hooks.update(service=lambda ro=False: _service(read_only=ro),
+                           console=lambda stderr=False: _console(stderr),
+                           emit=lambda data, fmt, **v: _emit(data, fmt, **v))  # fmt: skip
+    return optimize.optimize_app
+
+
+app.add_typer(_optimize_app(), name="optimize")
+
+
 def _rule_thresholds() -> list[tuple[str, list[Any]]]:
     from aifinops.outputs.rules import BudgetThreshold
 

@@ -337,4 +337,38 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        13,
+        "recommendations: each finding by its stable id, with its status and its history",
+        [
+            """
+            CREATE TABLE findings (
+                id VARCHAR PRIMARY KEY,
+                rule VARCHAR NOT NULL,
+                severity VARCHAR NOT NULL,
+                scope VARCHAR NOT NULL,
+                evidence VARCHAR NOT NULL,
+                monthly_saving DECIMAL(38, 6) NOT NULL,
+                confidence DECIMAL(9, 6) NOT NULL,
+                action VARCHAR NOT NULL,
+                patch VARCHAR,
+                currency VARCHAR NOT NULL,
+                first_seen_ms BIGINT NOT NULL,
+                last_seen_ms BIGINT NOT NULL,
+                status VARCHAR NOT NULL,
+                reason VARCHAR,
+                status_ms BIGINT
+            )
+            """,
+            """
+            CREATE TABLE finding_events (
+                id VARCHAR NOT NULL,
+                ts_ms BIGINT NOT NULL,
+                event VARCHAR NOT NULL,
+                actor VARCHAR,
+                detail VARCHAR
+            )
+            """,
+        ],
+    ),
 ]
