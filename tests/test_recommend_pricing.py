@@ -653,10 +653,6 @@ def test_unattributed_under_the_share_or_without_a_total() -> None:
 def test_run_rules_keeps_the_zero_saving_finding() -> None:
     from aifinops.core.recommend.base import run_rules
 
-    try:
-        from aifinops.core.recommend import rules  # noqa: F401
-    except ImportError:  # the usage rules not written yet
-        pytest.skip("core/recommend/usage.py not here yet")
     f0 = Facts(T0, T0 + DAY, spend=spend("300"), total_spend=Decimal(1000))
     [f] = run_rules(f0, T0, names=["unattributed-spend"])
     assert f.rule == "unattributed-spend"

@@ -428,7 +428,6 @@ def test_the_four_rules_register_with_their_configs() -> None:
 
 
 def test_run_rules_runs_them() -> None:
-    pytest.importorskip("aifinops.core.recommend.pricing")  # the other family, until written
     from aifinops.core.recommend.base import run_rules
 
     held = holding("nb", hours([0.003] * 12, memory=30822))

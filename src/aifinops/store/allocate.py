@@ -168,17 +168,17 @@ def allocate(
     held = u.held_req if query.shared_gpu is SharedGpuPolicy.REQUEST else u.held_use
     keys = [u.node_id, u.workload_id]
     if query.stepwise:
-        keys.insert(0, _step(u.ts_ms, s, step_ms).name("step"))
+        keys.insert(0, step_start(u.ts_ms, s, step_ms).name("step"))
     scanned = u.group_by(keys).aggregate(held=_cast(held.sum(), MS), used=_cast(u.used.sum(), MS))
     if not query.stepwise:
         scanned = scanned.mutate(step=ibis.literal(s).cast("int64"))
     # each node's presence per step, from the per-node roll-up of the same samples
     n = store.table("node_presence")
     n = n.filter((n.ts_ms >= s) & (n.ts_ms < e))
-    presence = n.group_by([_step(n.ts_ms, s, step_ms).name("step"), n.node_id]).aggregate(
+    presence = n.group_by([step_start(n.ts_ms, s, step_ms).name("step"), n.node_id]).aggregate(
         dev=_cast(n.dev.sum(), MS)
     )
-    with _Temps(store) as temps:
+    with Temps(store) as temps:
         p = temps.values("alloc_prices", PRICE_COLUMNS, list(prices.columns.values()))
         even: dict[str, tuple[str, ...]] = {}
         if query.shared_gpu is SharedGpuPolicy.REQUEST:
@@ -195,7 +195,7 @@ def allocate(
 
 
 def _request_shares(
-    store: Store, temps: _Temps, u: ir.Table, scanned: ir.Table, query: AllocationQuery
+    store: Store, temps: Temps, u: ir.Table, scanned: ir.Table, query: AllocationQuery
 ) -> tuple[ir.Table, dict[str, tuple[str, ...]]]:
     """1b. The `request` policy on time-sliced GPUs (DESIGN §2.4, docs/decisions/0011).
 
@@ -234,7 +234,7 @@ def _request_shares(
 
 def _request_corrections(
     store: Store,
-    temps: _Temps,
+    temps: Temps,
     u: ir.Table,
     scanned: ir.Table,
     sliced: ir.Table,
@@ -264,7 +264,7 @@ def _request_corrections(
     by_request = (x.unknown == 0) & ~over
     new = _cast(_cast(x.dur, MS) * _cast(x.request / x.replicas, RATE), MS)
     delta = by_request.ifelse(_cast(new - x.held_req, MS), ibis.literal(Decimal(0), type=MS))
-    step = _step(x.ts_ms, s, query.step_ms) if query.stepwise else ibis.literal(s)
+    step = step_start(x.ts_ms, s, query.step_ms) if query.stepwise else ibis.literal(s)
     fixes = temps.create(
         "alloc_request",
         x.group_by([step.cast("int64").name("step"), x.node_id, x.workload_id]).aggregate(
@@ -305,11 +305,11 @@ def _request_corrections(
     return rows
 
 
-def _step(ts: ir.IntegerValue, start: int, step_ms: int) -> ir.IntegerValue:
+def step_start(ts: ir.IntegerValue, start: int, step_ms: int) -> ir.IntegerValue:
     return (ibis.literal(start) + ((ts - start) // step_ms) * step_ms).cast("int64")
 
 
-class _Temps:
+class Temps:
     """Temporary tables for the intermediate results that several later steps read."""
 
     _counter = 0
@@ -318,7 +318,7 @@ class _Temps:
         self.store = store
         self.names: list[str] = []
 
-    def __enter__(self) -> _Temps:
+    def __enter__(self) -> Temps:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -326,8 +326,8 @@ class _Temps:
             self.store.con.drop_table(name, force=True)
 
     def create(self, prefix: str, expr: ir.Table) -> ir.Table:
-        _Temps._counter += 1
-        name = f"_{prefix}_{_Temps._counter}"
+        Temps._counter += 1
+        name = f"_{prefix}_{Temps._counter}"
         self.names.append(name)
         return self.store.con.create_table(name, expr, temp=True)
 
@@ -342,7 +342,7 @@ class _Temps:
 
 def _allocate_from_scan(
     store: Store,
-    temps: _Temps,
+    temps: Temps,
     g: ir.Table,
     pres: ir.Table,
     p: ir.Table,
@@ -448,7 +448,7 @@ def _sums(rows: ir.Table, names: tuple[str, ...] = SUMMED) -> dict[str, ir.Value
     return {name: rows[name].sum() for name in names}
 
 
-def _cpu_ram_rows(store: Store, temps: _Temps, pres: ir.Table, query: AllocationQuery) -> ir.Table:
+def _cpu_ram_rows(store: Store, temps: Temps, pres: ir.Table, query: AllocationQuery) -> ir.Table:
     s, e, step_ms = query.start_ms, query.end_ms, query.step_ms
     zero = ibis.literal(Decimal(0), type=UNITS)
     zero_ms = ibis.literal(Decimal(0), type=MS)
@@ -636,7 +636,7 @@ def _share_idle(rows: ir.Table, policy: IdlePolicy) -> ir.Table:
 
 def _attribute(
     store: Store,
-    temps: _Temps,
+    temps: Temps,
     rows: ir.Table,
     p: ir.Table,
     rules: AttributionRules,

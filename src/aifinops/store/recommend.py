@@ -33,6 +33,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from aifinops.store.allocate import Temps, step_start
 from aifinops.store.db import Store
 
 HOUR_MS = 3_600_000
@@ -57,7 +58,7 @@ def holding_hours(store: Store, start_ms: int, end_ms: int) -> pa.Table:
     hour), peak_gpus (the most of its GPUs busy at one sample time), gpus_seen (the most
     GPUs it held at one sample time), memory_mib (the most framebuffer used on one of its
     GPUs; null without readings)."""
-    with _Temps(store) as temps:
+    with Temps(store) as temps:
         pods = _pod_hours(store, temps, start_ms, end_ms)
         return store.arrow(pods.order_by(["workload_id", "start_ms"]))
 
@@ -65,7 +66,7 @@ def holding_hours(store: Store, start_ms: int, end_ms: int) -> pa.Table:
 def holdings(store: Store, start_ms: int, end_ms: int) -> HoldingTables:
     """The GPU holdings of [start, end) and their hourly use (steps 1-3)."""
     s, e = start_ms, end_ms
-    with _Temps(store) as temps:
+    with Temps(store) as temps:
         pods = _pod_hours(store, temps, s, e)
         per_pod = pods.group_by("workload_id").aggregate(
             held_ms=(pods.held_gpus * HOUR_MS).sum(), pod_seen=pods.gpus_seen.max()
@@ -181,7 +182,7 @@ def _usage(store: Store, s: int, e: int) -> ir.Table:
     busy (`used` above 1 % of what the holder held of the sample)."""
     u = store.table("gpu_usage")
     u = u.filter((u.ts_ms >= s) & (u.ts_ms < e) & u.workload_id.notnull())
-    return u.mutate(hour=_hour(u.ts_ms, s), busy=u.used * BUSY_SHARE > u.held_req)
+    return u.mutate(hour=step_start(u.ts_ms, s, HOUR_MS), busy=u.used * BUSY_SHARE > u.held_req)
 
 
 def _peaks(u: ir.Table, members: ir.Table) -> ir.Table:
@@ -196,7 +197,7 @@ def _peaks(u: ir.Table, members: ir.Table) -> ir.Table:
     )
 
 
-def _pod_hours(store: Store, temps: _Temps, s: int, e: int) -> ir.Table:
+def _pod_hours(store: Store, temps: Temps, s: int, e: int) -> ir.Table:
     """Steps 1 and 2: per workload and hour (a temporary table)."""
     u = _usage(store, s, e)
     en = store.table("gpu_energy")
@@ -257,30 +258,3 @@ def _replicas(pod: ir.Table) -> ir.Table:
     )
     out = run.group_by(r_holding=run.holding).aggregate(replicas=run.n.max())
     return out.mutate(replicas=ibis.greatest(out.replicas, 1).cast("int64"))
-
-
-def _hour(ts: ir.IntegerValue, start: int) -> ir.IntegerValue:
-    return (ibis.literal(start) + ((ts - start) // HOUR_MS) * HOUR_MS).cast("int64")
-
-
-class _Temps:
-    """Temporary tables for intermediate results read more than once, dropped after."""
-
-    _counter = 0
-
-    def __init__(self, store: Store):
-        self.store = store
-        self.names: list[str] = []
-
-    def __enter__(self) -> _Temps:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for name in self.names:
-            self.store.con.drop_table(name, force=True)
-
-    def create(self, prefix: str, expr: ir.Table) -> ir.Table:
-        _Temps._counter += 1
-        name = f"_{prefix}_{_Temps._counter}"
-        self.names.append(name)
-        return self.store.con.create_table(name, expr, temp=True)

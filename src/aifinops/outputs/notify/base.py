@@ -10,6 +10,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -202,9 +203,9 @@ class ChannelConfig(BaseModel):
                 data[name] = secret_ref(data[name], name, example)
         return data
 
+    @abstractmethod
     def message(self, event: AlertEvent, secret: Secrets, now: datetime) -> Outgoing:
-        """The request for `event`, secrets read through `secret`."""
-        raise NotImplementedError
+        """The request for `event`, secrets read through `secret` (each channel type's)."""
 
     def send(self, message: Outgoing, secret: Secrets, timeout: float) -> str:
         """Send `message`; the one-line summary of what was delivered."""
