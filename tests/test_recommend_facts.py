@@ -30,8 +30,8 @@ and instant (another source) counts once.
 
 The real H100 capture: each workload's busy share in its hour equals what is recomputed
 here from nvidia-smi's raw files; its memory, from the NVML stream the node agent
-replays, equals the raw stream's device memory at the samples that list its process (the
-nvidia-smi source stores no memory.used yet: the same check on its files is an xfail).
+replays, equals the raw stream's device memory at the samples that list its process, and
+from nvidia-smi's files, their memory.used at the device samples its snapshots read.
 """
 
 from __future__ import annotations
@@ -382,10 +382,6 @@ def test_capture_busy_share_from_nvidia_smi(
     assert notebook.hours[0].busy_gpus == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the nvidia-smi source stores no memory.used (gpu_energy.fb_used_mib) yet",
-)
 def test_capture_memory_from_nvidia_smi(
     capture_service: Service,
     h100_events: list[dict[str, Any]],
@@ -425,3 +421,41 @@ def test_capture_memory_from_the_nvml_stream(
     # the notebook held some 30 GiB of the H100 and used none of its compute
     alice = got["user/alice@h100-lab-01"].hours[0]
     assert 30_000 < alice.memory_mib < 32_768 and alice.busy_gpus < 0.001 * alice.held_gpus
+
+
+def test_capture_findings_end_to_end(
+    make_service: Callable[..., Service],
+    h100_events: list[dict[str, Any]],
+    h100_devices: list[dict[str, Any]],
+    h100_snapshots: dict[float, list[int]],
+) -> None:
+    """The capture's nvidia-smi logs ingested, the rules run by `optimize` over its hour:
+    the notebook is flagged idle-gpu with the memory it held, and the model server is
+    rightsized to a MIG profile that holds its measured peak with the 20 % headroom — the
+    peaks those of nvidia-smi's own memory.used column while each held the GPU (read off
+    the raw file above, not from the store). idle-gpu's min_hours is 0.01: the capture is
+    6 minutes long."""
+    from aifinops.demo.capture import CAPTURE_HOST, h100_capture_dir, owners_from_events
+
+    svc = make_service({"prices": {"gpu_models": {"NVIDIA H100 80GB HBM3": 4.00}},
+                        "recommendations": {"idle-gpu": {"min_hours": 0.01},
+                                            "cheaper-offer": {"enabled": False}}})  # fmt: skip
+    cap = h100_capture_dir()
+    owners = owners_from_events(cap / "workload_events.jsonl", namespace="lab")
+    svc.ingest_nvidia_smi(cap, host=CAPTURE_HOST, owners=owners)
+    peaks = {pid: mib for pid, (_, _, mib) in _smi_per_pid(h100_devices, h100_snapshots).items()}
+    pids = {f"lab/{e['pod']}": e["pid"] for e in h100_events if e["event"] == "worker_start"}
+    window = f"{from_ms(CAPTURE_HOUR).isoformat()},{from_ms(CAPTURE_HOUR + HOUR).isoformat()}"
+    run = svc.optimize(window=window, rules=["idle-gpu", "rightsize-gpu"])
+    found = {(f.rule, f.scope["workload"]): f for f in run.findings}
+    idle = found[("idle-gpu", "lab/jupyter-alice-0")]
+    assert idle.evidence["peak_memory_mib"] == pytest.approx(peaks[pids["lab/jupyter-alice-0"]],
+                                                             rel=0.01)  # fmt: skip
+    assert "GiB of GPU memory" in idle.action and idle.evidence["busy_share"] == 0
+    assert [w for r, w in found if r == "idle-gpu"] == ["lab/jupyter-alice-0"]
+    serve = found[("rightsize-gpu", "lab/llm-serve-7d9f4")]
+    peak = peaks[pids["lab/llm-serve-7d9f4"]]
+    assert serve.evidence["memory_mib"] == pytest.approx(peak, rel=0.01)
+    assert serve.evidence["mig_profile"] in {"1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb"}
+    assert serve.evidence["profile_memory_gib"] * 1024 >= peak * 1.2
+    assert serve.monthly_saving > 0

@@ -595,6 +595,129 @@ def test_cheaper_offer_not_offered(kw: dict[str, Any], cfg: dict[str, Any]) -> N
     assert cheaper_offer(facts([h], A100_OFFERS), CheaperOfferConfig(**cfg), T0) == []
 
 
+# One finding per team's Jobs in one place (a Job is one run; the runs of a namespace on
+# one GPU model in one provider and region move together). Offers: AWS and GCP only, so
+# the cheapest A100 40GB elsewhere is GCP's a2-megagpu-16g at 55.68 / 16 = 3.48 per
+# GPU-hour. The window is 720 hours; each run's saving, to the cent:
+#   ml/train-001: 8 GPUs at 35.39655/h (4.42456875 per GPU-hour), held 360 h (0.5):
+#                 (4.42456875 - 3.48) x 8 x 730 x 0.5 = 2,758.14075 -> 2,758.14
+#   ml/train-002: 1 GPU at 4.80/h, held 72 h (0.1): (4.80 - 3.48) x 730 x 0.1 = 96.36
+#   ml/train-003: 1 GPU at 4.00/h, held 18 h (0.025): (4.00 - 3.48) x 730 x 0.025 = 9.49
+#                 (under the minimum of 10 alone; it counts in its group)
+#   ml-dev/sweep: 1 GPU at 4.00/h, held 36 h (0.05): 0.52 x 730 x 0.05 = 18.98
+#   ml/spot-004:  1 GPU at 3.60/h on spot: 1 - 3.48 / 3.60 = 3.3 % off < 10 %: left out
+# The three ml runs: 2,758.14 + 96.36 + 9.49 = 2,863.99 (their run-rates: 35.39655 x 0.5
+# x 730 = 12,919.74 + 4.80 x 0.1 x 730 = 350.40 + 4.00 x 0.025 x 730 = 73.00 = 13,343.14).
+AWS_GCP: dict[str, Any] = {"providers": ["aws", "gcp"]}
+EU = {"region": "eu-west-1"}
+RUN1 = dict(workload="ml/train-001", gpus=8.0, cost_per_hour=Decimal("35.39655"),
+            hours=hours(360, held=8.0), **EU)  # fmt: skip
+RUN2 = dict(workload="ml/train-002", cost_per_hour=Decimal("4.80"), hours=hours(72), **EU)
+RUN3 = dict(workload="ml/train-003", cost_per_hour=Decimal("4.00"), hours=hours(18), **EU)
+SWEEP = dict(workload="ml-dev/sweep", namespace="ml-dev", cost_per_hour=Decimal("4.00"),
+             hours=hours(36), **EU)  # fmt: skip
+SPOT = dict(workload="ml/spot-004", capacity="spot", cost_per_hour=Decimal("3.60"),
+            hours=hours(100), **EU)  # fmt: skip
+ML_RUNS = ["ml/train-001", "ml/train-002", "ml/train-003"]
+
+GROUP_CASES = [
+    pytest.param([RUN1, RUN2, RUN3], [("ml", ML_RUNS, "2863.99")], id="three-runs-one-finding"),
+    pytest.param(
+        [RUN3, RUN1, SWEEP, RUN2],
+        [("ml", ML_RUNS, "2863.99"), ("ml-dev", ["ml-dev/sweep"], "18.98")],
+        id="one-per-namespace",
+    ),
+    pytest.param([RUN2, SPOT], [("ml", ["ml/train-002"], "96.36")], id="not-cheap-enough-out"),
+    # on-prem (moving frees nothing), a node of no provider (owned or unknown: the demo's
+    # DGX priced per GPU-hour) and a Deployment (not movable) stay out of the group
+    pytest.param(
+        [
+            RUN2,
+            {**RUN3, "capacity": "on-prem"},
+            {**RUN3, "provider": None, "region": None},
+            {**RUN3, "kind": "Deployment"},
+        ],
+        [("ml", ["ml/train-002"], "96.36")],
+        id="not-movable-out",
+    ),
+    # the same namespace in another region is another place: two findings
+    pytest.param(
+        [RUN2, {**RUN3, "region": "us-west-2"}],
+        [("ml", ["ml/train-002"], "96.36"), ("ml", ["ml/train-003"], "9.49")],
+        id="one-per-region",
+    ),
+]
+
+
+@pytest.mark.parametrize(("runs", "expected"), GROUP_CASES)
+def test_cheaper_offer_one_finding_per_teams_jobs_in_one_place(
+    runs: list[dict[str, Any]], expected: list[tuple[str, list[str], str]]
+) -> None:
+    found = cheaper_offer(facts([holding(**r) for r in runs], A100_OFFERS),
+                          CheaperOfferConfig(**AWS_GCP), T0)  # fmt: skip
+    got = sorted(found, key=lambda f: (f.scope["namespace"], f.scope["region"]))
+    assert [(f.scope["namespace"], sorted(m["workload"] for m in f.evidence["members"]),
+             str(f.monthly_saving)) for f in got] == expected  # fmt: skip
+    for f in got:  # the sum of the members' savings, each at most its run-rate
+        members = f.evidence["members"]
+        assert f.monthly_saving == sum(Decimal(m["monthly_saving"]) for m in members)
+        assert all(Decimal(m["monthly_saving"]) <= Decimal(m["monthly_run_rate"])
+                   for m in members)  # fmt: skip
+        assert f.evidence["workloads"] == len(members)
+
+
+def test_cheaper_offer_group_evidence() -> None:
+    # cost per GPU-hour of the group = (35.39655 x 0.5 + 4.80 x 0.1 + 4.00 x 0.025) /
+    # (8 x 0.5 + 1 x 0.1 + 1 x 0.025) = 18.278275 / 4.125 = 4.431097; discount 1 - 3.48 /
+    # 4.431097 = 0.2146; mean GPUs held 4.125
+    [f] = cheaper_offer(facts([holding(**r) for r in (RUN1, RUN2, RUN3)], A100_OFFERS),
+                        CheaperOfferConfig(**AWS_GCP), T0)  # fmt: skip
+    ev = f.evidence
+    assert (ev["cost_per_gpu_hour"], ev["offer_per_gpu_hour"], ev["discount"]) == (
+        "4.431097", "3.48", 0.2146)  # fmt: skip
+    assert (ev["mean_gpus_held"], ev["monthly_run_rate"]) == (4.125, "13343.14")
+    assert [m["monthly_saving"] for m in ev["members"]] == ["2758.14", "96.36", "9.49"]
+    assert f.scope == {
+        "team": "research",
+        "namespace": "ml",
+        "kind": "Job",
+        "provider": "aws",
+        "region": "eu-west-1",
+        "gpu_model": "A100 40GB",
+    }
+    assert f.severity == "high"  # 2,863.99 >= 1,000
+    assert "the 3 Jobs of ml" in f.action
+    patch = f.patch or ""
+    assert "Job train-001, train-002, train-003 (namespace ml)" in patch.splitlines()[0]
+    spec = yaml.safe_load(patch)["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": "a2-megagpu-16g"}
+
+
+def test_cheaper_offer_keeps_its_id_as_runs_come_and_go() -> None:
+    # last week's runs and this week's are other Jobs; the finding is the same one
+    cfg = CheaperOfferConfig(**AWS_GCP)
+    [a] = cheaper_offer(facts([holding(**RUN1), holding(**RUN2)], A100_OFFERS), cfg, T0)
+    [b] = cheaper_offer(facts([holding(**RUN3)], A100_OFFERS), cfg, T0)
+    assert a.id == b.id == finding_id("cheaper-offer", a.scope)
+
+
+def test_run_rules_applies_the_minimum_to_the_group() -> None:
+    from aifinops.core.recommend.base import run_rules
+
+    def found(runs: list[dict[str, Any]], minimum: int | None = None) -> list[str]:
+        cfg: dict[str, Any] = dict(AWS_GCP)
+        if minimum is not None:
+            cfg["min_monthly_saving"] = minimum
+        f0 = facts([holding(**r) for r in runs], A100_OFFERS)
+        return [str(f.monthly_saving)
+                for f in run_rules(f0, T0, {"cheaper-offer": cfg}, ["cheaper-offer"])]  # fmt: skip
+
+    assert found([RUN3]) == []  # 9.49 alone: under the default 10
+    assert found([RUN3], minimum=0) == ["9.49"]
+    assert found([RUN2, RUN3]) == ["105.85"]  # 96.36 + 9.49 in one group
+    assert found([RUN2, RUN3], minimum=200) == []  # the group's saving is judged
+
+
 # ---------------------------------------------------------------------------------------
 # unattributed-spend
 

@@ -122,6 +122,9 @@ class PricesConfig(_Strict):
     node_labels: list[NodeLabelPrice] = Field(default_factory=list)
     discounts: list[DiscountConfig] = Field(default_factory=list)
     custom_pricing_csv: str | None = None  # OpenCost's custom pricing CSV
+    # price lists of one's own (catalog.csv's columns: negotiated, reserved, committed
+    # prices), used before the bundled catalog
+    catalog_files: list[str] = Field(default_factory=list)
     on_prem: list[OnPremConfig] = Field(default_factory=list)
     api: PriceApiConfig = Field(default_factory=PriceApiConfig)
 
@@ -213,6 +216,40 @@ class AlertsConfig(_Strict):
     check_every: str = "5m"
 
 
+class RoiConfig(_Strict):
+    """How applied recommendations are measured and what they repay: each is measured over
+    `measure` before it was applied and the same after; `investment` (one-off) and
+    `monthly_cost` (running) are what the payback is counted against."""
+
+    measure: str = "7d"
+    # amounts of money: up to 10^15, as `?investment=` takes (beyond, cents overflow)
+    investment: Decimal = Field(default=Decimal(0), ge=0, le=Decimal("1e15"))
+    monthly_cost: Decimal = Field(default=Decimal(0), ge=0, le=Decimal("1e15"))
+    # `serve` runs the recommendation rules over the last `last` this often
+    every: str = "1h"
+    last: str = "7d"
+
+    @field_validator("measure", "every", "last")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        """From an hour to a year (longer would reach before the epoch, or past what a
+        date can hold)."""
+        from aifinops.core.windows import parse_duration
+        from aifinops.errors import UsageError
+
+        try:
+            seconds = parse_duration(value).total_seconds()
+        except UsageError as error:
+            raise ValueError(str(error)) from None
+        except OverflowError:
+            seconds = float("inf")
+        if seconds < 3600:
+            raise ValueError(f"{value!r}: at least an hour")
+        if seconds > 366 * 86400:
+            raise ValueError(f"{value!r}: at most a year (366d)")
+        return value
+
+
 class Settings(_Strict):
     db: str = DEFAULT_DB
     currency: str = "USD"
@@ -233,8 +270,34 @@ class Settings(_Strict):
     # recommendation rules' configs by name (`idle-gpu: {busy_threshold: 0.05}`), checked
     # by each rule's own model when the rules run
     recommendations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # applied recommendations' measurement, the payback's investment, the serve job
+    roi: RoiConfig = Field(default_factory=RoiConfig)
     # what `aifinops rules` generates (idle held GPUs, temperature, unit-cost limits)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+
+    @field_validator("recommendations")
+    @classmethod
+    def _rules(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each rule's config checked against its model at load (a typo is found by
+        `config show`, not by the first run)."""
+        from pydantic import ValidationError
+
+        from aifinops.core.recommend import RULES
+        from aifinops.core.recommend import rules as _builtins  # noqa: F401  (registers them)
+
+        for name, cfg in value.items():
+            if name not in RULES:
+                raise ValueError(f"unknown recommendation rule {name!r}; known: "
+                                 f"{', '.join(sorted(RULES))}")  # fmt: skip
+            if not isinstance(cfg, dict):
+                raise ValueError(f"{name}: a mapping of its settings, not {cfg!r}")
+            try:
+                RULES[name][0].model_validate(cfg)
+            except ValidationError as error:
+                why = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                for e in error.errors())  # fmt: skip
+                raise ValueError(f"{name}: {why}") from None
+        return value
 
     @field_validator("budgets")
     @classmethod

@@ -63,8 +63,11 @@ class Service:
         self.budgets = Budgets(self.ctx, self.costs, self.bills)
         from aifinops.app.findings import Findings
         from aifinops.app.recommend import Recommend
+        from aifinops.app.roi import Roi
 
-        self.findings = Findings(self.ctx, self.costs, Recommend(self.ctx, self.costs, self.prices))
+        recommend = Recommend(self.ctx, self.costs, self.prices)
+        self.findings = Findings(self.ctx, self.costs, recommend)
+        self.roi_app = Roi(self.ctx, self.costs, recommend, self.bills)
 
     # -- plumbing -----------------------------------------------------------------------
     @property
@@ -307,8 +310,11 @@ class Service:
     def metrics_snapshot(self) -> dict[str, list[tuple[dict[str, str], float]]]:
         """What `/metrics` shows, read from the store now (app/metrics.py)."""
         from aifinops.app.metrics import Metrics
+        from aifinops.outputs.metrics import savings_series
 
-        return Metrics(self.costs, self.prices, self.collector.status).snapshot().values
+        values = Metrics(self.costs, self.prices, self.collector.status).snapshot().values
+        return {**values, **savings_series(self.findings.listed(status="open"),
+                                           self.settings.currency)}  # fmt: skip
 
     def gpu_utilization(self, lookback_ms: int = 15 * 60_000) -> list[dict[str, Any]]:
         return self.costs.utilization(lookback_ms)
@@ -387,12 +393,39 @@ class Service:
         """Run the recommendation rules over a window; their findings stored."""
         return self.findings.run(window, last, rules)
 
+    def finding(self, fid: str) -> dict[str, Any]:
+        """One stored finding, whatever its status, with its history."""
+        from aifinops.app.findings import shown_id
+        from aifinops.errors import NotFoundError
+
+        for f in self.findings.listed(status=None):
+            if f["id"] == fid:
+                return {**f, "history": self.findings.history(fid)}
+        raise NotFoundError(f"no finding {shown_id(fid)}", where="finding",
+                            hint="aifinops optimize lists them")  # fmt: skip
+
+    def keep_findings(self, result: Any) -> Any:
+        """Store a run's findings worked out on a read-only store (what was new, what
+        was resolved)."""
+        return self.findings.keep(result)
+
     def recommendations(self, **filters: Any) -> list[dict[str, Any]]:
         return self.findings.listed(**filters)
 
     def set_finding_status(self, fid: str, status: str, reason: str | None = None,
                            actor: str | None = None) -> dict[str, Any]:  # fmt: skip
         return self.findings.set_status(fid, status, reason, actor)
+
+    def roi(self, *, investment: Decimal | None = None, monthly_cost: Decimal | None = None,
+            record: bool = False) -> Any:  # fmt: skip
+        """What applied findings saved (measured before/after, by allocation or by bill),
+        by category, with the payback of an investment and open findings' potential."""
+        return self.roi_app.report(investment=investment, monthly_cost=monthly_cost,
+                                   record=record)  # fmt: skip
+
+    def record_roi(self, report: Any) -> int:
+        """Write each applied finding's first complete measurement to its history."""
+        return self.roi_app.record(report.measures)
 
     # -- the store itself -------------------------------------------------------------------
     def repair_store(self, *, dry_run: bool = False) -> list[Any]:

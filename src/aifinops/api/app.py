@@ -59,10 +59,11 @@ def create_app(settings: Settings, *, jobs: bool = True, metrics_ttl: float = 10
     app.state.server = server
     errors.install(app)
     _routes(app, server)
-    from aifinops.api import budgets
+    from aifinops.api import budgets, recommend
     from aifinops.api.admission import admission_router
 
     budgets.install(app, server, viewer, admin)
+    recommend.install(app, server, viewer, admin)
     app.include_router(admission_router(server.gatekeeper))
     return app
 
@@ -305,21 +306,6 @@ def _routes(app: FastAPI, server: Server) -> None:
             lambda s: s.cost(window=win, by=by, step=step, idle=policy),
         )
         return opencost.response(report, dims, idle)
-
-    @app.get("/api/v1/recommendations", tags=["costs"])
-    def recommendations(
-        _: Viewer,
-        severity: str | None = None,
-        rule: str | None = None,
-        team: str | None = None,
-        status: str = "open",
-    ) -> dict[str, Any]:
-        """The findings of the last recommendations run (`aifinops optimize`, or the
-        server's job), largest monthly saving first."""
-        found = read(("recommendations", severity, rule, team, status),
-                     lambda s: s.recommendations(severity=severity, rule=rule, team=team,
-                                                 status=status))  # fmt: skip
-        return {"recommendations": found, "total": len(found)}
 
     @app.get("/api/v1/gpu/utilization", tags=["costs"])
     def gpu_utilization(_: Viewer) -> dict[str, Any]:

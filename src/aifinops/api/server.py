@@ -15,13 +15,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aifinops.api.jobs import Job, Scheduler
 from aifinops.config import Settings
-from aifinops.core.windows import parse_duration
-from aifinops.outputs.metrics import ServerMetrics, budget_series
+from aifinops.core.windows import align_up, from_ms, parse_duration
+from aifinops.outputs.metrics import ServerMetrics, budget_series, roi_series
 from aifinops.service import Service
 
 T = TypeVar("T")
@@ -45,9 +46,11 @@ class Server:
         with Service(settings) as svc:  # create or migrate the store once, read-write
             svc.store  # noqa: B018
         self.budget_statuses: list[Any] = []
+        self.roi: dict[str, Any] | None = None  # the recommendations job's last measurement
+        self._recommended_at: float | None = None
         self.metrics = ServerMetrics(
             lambda: {**self.cached(("metrics",), lambda svc: svc.metrics_snapshot()),
-                     **budget_series(self.budget_statuses)},
+                     **budget_series(self.budget_statuses), **roi_series(self.roi)},
             metrics_ttl,
         )  # fmt: skip
         sources = settings.sources if jobs else []
@@ -57,7 +60,8 @@ class Server:
         from aifinops.api.admission import Gatekeeper
 
         self.gatekeeper = Gatekeeper(settings.admission, settings.attribution.rules())
-        budget_jobs = [Job("budgets", 1.0, self._check_budgets), Job("alerts", 5.0, self._deliver)]
+        budget_jobs = [Job("budgets", 1.0, self._check_budgets), Job("alerts", 5.0, self._deliver),
+                       Job("recommendations", 10.0, self._recommend)]  # fmt: skip
         self.scheduler = Scheduler(
             ([Job("collect", 1.0, self._collect)] if sources else [])
             + (budget_jobs if jobs else [])
@@ -167,6 +171,39 @@ class Server:
         self._checked, self._checked_at = self.version(), time.monotonic()
         fired = [f"{e.action} {e.key}" for e in result.events]
         return f"{len(result.statuses)} budget(s)" + (f"; {', '.join(fired)}" if fired else "")
+
+    def _recommend(self) -> str | None:
+        """Each `roi.every` (and at start, once there is data): the rules over the last
+        `roi.last`, worked out on the read-only store, then their findings kept (a
+        dismissed one stays dismissed) and applied findings measured; /metrics shows the
+        realised savings."""
+        import time
+
+        every = parse_duration(self.settings.roi.every, what="roi.every").total_seconds()
+        if self._recommended_at is not None and time.monotonic() - self._recommended_at < every:
+            return None
+        with self.reading() as svc:
+            extent = svc.data_extent()
+        if extent is None:
+            return None
+        self._recommended_at = time.monotonic()
+        # up to the newest sample (as `optimize` without a window), not the clock: a
+        # collector that stopped leaves the last week it saw, not an empty one
+        end = align_up(from_ms(extent[1] + 1), timedelta(hours=1))
+        start = end - parse_duration(self.settings.roi.last, what="roi.last")
+        with self.reading() as svc:
+            result = svc.optimize(window=f"{start.isoformat()},{end.isoformat()}")
+        with self.writing() as svc:
+            kept = svc.keep_findings(result)
+        with self.reading() as svc:
+            report = svc.roi()
+        if any(m.complete and m.measured for m in report.measures):
+            with self.writing() as svc:
+                svc.record_roi(report)
+        self.roi = report.to_dict()
+        return (f"{len(result.findings)} finding(s), {len(kept.new)} new, "
+                f"{len(kept.resolved)} resolved; "
+                f"{report.realised_monthly:.2f} {report.currency} a month realised")  # fmt: skip
 
     def _deliver(self) -> str | None:
         """Send the alert deliveries that are due (off the store lock: a slow channel

@@ -25,7 +25,12 @@ from aifinops.core.pricing import (
 )
 from aifinops.core.windows import Window, parse_duration
 from aifinops.errors import UsageError
-from aifinops.sources.prices.catalog import bundled_offers, offers_from_json, offers_to_json
+from aifinops.sources.prices.catalog import (
+    bundled_offers,
+    file_offers,
+    offers_from_json,
+    offers_to_json,
+)
 from aifinops.store import facts as stored
 from aifinops.store import state
 from aifinops.store.units import energy_increases
@@ -43,7 +48,8 @@ class Prices:
 
     @property
     def catalog(self) -> Catalog:
-        """Fresh price-API offers first (their regions are exact), then the bundled catalog.
+        """Fresh price-API offers first (their regions are exact), then the price lists of
+        `prices.catalog_files`, then the bundled catalog.
         Configured APIs whose cache has expired are asked again once; when they cannot be
         reached the bundled catalog is used and `notes` says so."""
         api = self.ctx.settings.prices.api
@@ -58,7 +64,8 @@ class Prices:
                 cached = self._cached_offers()
             for provider in api.providers:
                 fresh += cached.get(provider, [])
-        self._catalog = Catalog(fresh + bundled_offers())
+        own = [o for path in self.ctx.settings.prices.catalog_files for o in file_offers(path)]
+        self._catalog = Catalog(fresh + own + bundled_offers())
         return self._catalog
 
     def _ttl_ms(self) -> int:

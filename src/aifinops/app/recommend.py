@@ -10,8 +10,8 @@ its held hours (`GpuHolding.held_hours`: each hour, held GPUs / GPUs asked for, 
 so that cost_per_hour x held_hours is its cost in the window; one replica held an hour
 costs cost_per_hour x held GPU-hours / gpus, which for R replicas held throughout is the
 whole holding's cost per hour (R x one replica's). Memory not read (no `fb_used_mib` for
-its GPUs: nvidia-smi logs bring none) is NaN, in an hour and in `gpu_memory_mib` of a
-model nobody knows."""
+its GPUs: a log without memory.used, a source that reads none) is NaN, in an hour and in
+`gpu_memory_mib` of a model nobody knows."""
 
 from __future__ import annotations
 
@@ -19,24 +19,25 @@ import gc
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from aifinops.app.context import AppContext
-from aifinops.app.costs import CostQuery, Costs
+from aifinops.app.costs import Costs
 from aifinops.app.prices import Prices
 from aifinops.core.gpus import gpu_memory_mib, mig_profile
-from aifinops.core.model import BUCKETS, UNALLOCATED, CostReport, IdlePolicy
-from aifinops.core.money import ZERO
+from aifinops.core.model import UNALLOCATED, IdlePolicy
+from aifinops.core.money import ZERO, dollars_from_units
 from aifinops.core.pricing import normalise_gpu_model, type_key
 from aifinops.core.recommend.base import Facts, GpuHolding, HourUse, Offer, SpendLine
-from aifinops.core.windows import Window
-from aifinops.store import facts as stored
+from aifinops.core.windows import Window, parse_duration
+from aifinops.errors import UsageError
 from aifinops.store import recommend as engine
+from aifinops.store.allocate import AllocationQuery, allocate, price_table
 
 ALLOCATION_BY = ("team", "namespace", "workload", "node")
 TIME_SLICED = "nvidia.com/gpu.shared"
@@ -80,29 +81,36 @@ class Recommend:
         """What the rules read about `window`: every GPU holding with its hourly use and
         cost, the catalog's offers, the spend no team carries and the window's total."""
         store = self.ctx.store
-        found = engine.holdings(store, window.start_ms, window.end_ms)
-        span = f"{window.start.isoformat()},{window.end.isoformat()}"
-        report = self.costs.cost(CostQuery(window=span, by=ALLOCATION_BY, idle=IdlePolicy.SEPARATE))
-        nodes = {r["node_id"]: r for r in stored.nodes(store).to_pylist()}
-        prices, _ = self.prices.node_prices()
+        prices, nodes = self.prices.node_prices()
+        allocation = allocate(
+            store, self.allocation_query(window), price_table(prices, nodes),
+            self.ctx.settings.attribution.rules(),
+        )  # fmt: skip
+        found = engine.holdings(store, window.start_ms, window.end_ms, allocation.rows)
         on_prem = {p.node_id for p in prices if p.source.startswith("on-prem")}
+        shape = _NodeShape({r["node_id"]: r for r in nodes.to_pylist()}, on_prem)
         with _gc_paused():
-            money = _money_by_holding(report, found.pods)
-            series = _series(found.hours)
-            shape = _NodeShape(nodes, on_prem)
-            holdings = tuple(
-                shape.holding(h, series.get(h["holding"], ()), money.get(h["holding"]))
-                for h in found.holdings.to_pylist()
-            )
+            holdings = _holdings(found, shape)
         return Facts(
             start_ms=window.start_ms,
             end_ms=window.end_ms,
             holdings=holdings,
             offers=self.offers(),
-            spend=self._unallocated(report),
-            total_spend=report.asset_cost,
+            spend=self._unallocated(found.unallocated),
+            total_spend=dollars_from_units(allocation.asset_units),
             currency=self.ctx.settings.currency,
         )
+
+    def allocation_query(self, window: Window) -> AllocationQuery:
+        """The allocation the facts rest on: by team, namespace, workload and node (one row
+        per pod and node), idle kept apart, the configured shared-GPU policy and step (as
+        `cost --by team,namespace,workload,node --idle separate` runs it)."""
+        config = self.ctx.settings.allocation
+        step_ms = int(parse_duration(config.step, what="--step").total_seconds() * 1000)
+        if step_ms < 60_000:  # as `cost` refuses it
+            raise UsageError("the step must be at least 1m", where="--step")
+        return AllocationQuery(window.start_ms, window.end_ms, step_ms, ALLOCATION_BY,
+                               config.shared_gpu, IdlePolicy.SEPARATE)  # fmt: skip
 
     def offers(self) -> tuple[Offer, ...]:
         """The catalog in force as `Offer`s (per-instance prices): one per provider,
@@ -136,25 +144,22 @@ class Recommend:
             )
         return tuple(out)
 
-    def _unallocated(self, report: CostReport) -> tuple[SpendLine, ...]:
+    def _unallocated(self, rows: pa.Table) -> tuple[SpendLine, ...]:
         """The allocation's rows no team carries (`__unallocated__`), by namespace,
-        workload and node, with the workload's labels (what a label to add is judged by)."""
-        rows = [
-            r
-            for r in report.rows
-            if r.key.get("team") == UNALLOCATED
-            and not any(r.is_bucket(b) for b in BUCKETS)
-            and r.total_cost > 0
-        ]
-        labels = engine.workload_labels(self.ctx.store, sorted({r.key["workload"] for r in rows}))
+        workload and node, the largest first, with the workload's labels (what a label to
+        add is judged by)."""
+        cols = rows.to_pydict()
+        labels = engine.workload_labels(self.ctx.store, sorted(set(cols["workload"])))
         return tuple(
             SpendLine(
-                key={d: r.key[d] for d in ("namespace", "workload", "node")},
-                cost=r.total_cost,
+                key={"namespace": ns, "workload": workload, "node": node},
+                cost=dollars_from_units(units),
                 source="allocation",
-                labels=labels.get(r.key["workload"], {}),
+                labels=labels.get(workload, {}),
             )
-            for r in rows
+            for ns, workload, node, units in zip(
+                cols["namespace"], cols["workload"], cols["node"], cols["cost_units"], strict=True
+            )
         )
 
 
@@ -174,47 +179,52 @@ def holding_kind(controller: str | None, kind: str | None, labels: Mapping[str, 
     return WORKLOAD_KINDS.get((kind or "").lower(), kind or "Pod")
 
 
-def _money_by_holding(report: CostReport, pods: pa.Table) -> dict[str, _Money]:
-    """Per holding: its pods' cost in the allocation, in all and by team (a bucket's row
-    has the bucket in every dimension, its workload too)."""
-    holding_of = dict(
-        zip(pods["workload_id"].to_pylist(), pods["holding"].to_pylist(), strict=True)
-    )
-    out: dict[str, _Money] = {}
-    for r in report.rows:
-        pod = r.key["workload"]
-        if pod in BUCKETS:
-            continue
-        key = holding_of.get(pod, pod)
-        acc = out.get(key)
-        if acc is None:
-            acc = out[key] = _Money()
-        cost = r.total_cost
-        acc.cost += cost
-        acc.teams[r.key["team"]] = acc.teams.get(r.key["team"], ZERO) + cost
-    return out
+# the engine's holding columns `_NodeShape.holding` reads, in order
+_ROW = ("holding", "namespace", "node_id", "controller", "kind", "labels", "replicas", "serving",
+        "cost_units", "team")  # fmt: skip
 
 
-def _series(hours: pa.Table) -> dict[str, tuple[HourUse, ...]]:
-    """The hours table (ordered by holding and hour) as each holding's series: the values
-    made in one pass, then cut where the holding changes."""
-    n = hours.num_rows
+def _holdings(found: engine.HoldingTables, shape: _NodeShape) -> tuple[GpuHolding, ...]:
+    """The engine's holdings as the rules' values, each with its series of hours (a block
+    of the hours table, which is ordered by holding)."""
+    hours, t = found.hours, found.holdings
+    series = [hours[c].to_pylist() for c in ("start_ms", "held_gpus", "busy_gpus", "peak_gpus")]
+    memory = pc.fill_null(hours["memory_mib"], math.nan).to_pylist()
+    uses = tuple(map(HourUse, *series, memory))
+    blocks = _blocks(hours["holding"])
+    h = {c: t[c].to_pylist() for c in (*_ROW, "gpu_request", "gpus_seen", "gpu_resource")}
+    spans = [blocks[k] for k in h["holding"]]
+    sizes = list(map(shape.size, h["gpu_request"], h["gpus_seen"], h["gpu_resource"], h["node_id"]))
+    held = _held_hours(hours["held_gpus"].to_numpy(), spans, [g for g, _ in sizes])
+    rows = zip(*(h[c] for c in _ROW), strict=True)
+    return tuple(map(shape.holding, rows, (uses[a:b] for a, b in spans), sizes, held))
+
+
+def _blocks(keys: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
+    """Where each key's block begins and ends in `keys` (ordered, so each key is one
+    block): cut where the key changes."""
+    n = len(keys)
     if n == 0:
         return {}
-    memory = pc.fill_null(hours["memory_mib"], math.nan)
-    cols = [hours[c].to_pylist() for c in ("start_ms", "held_gpus", "busy_gpus", "peak_gpus")]
-    uses = tuple(map(HourUse, *cols, memory.to_pylist()))
-    key = hours["holding"].combine_chunks()
+    key = keys.combine_chunks()
     changed = pc.indices_nonzero(pc.not_equal(key.slice(1), key.slice(0, n - 1)))
     cuts = [0, *(i + 1 for i in changed.to_pylist()), n]
-    keys = key.take(pa.array(cuts[:-1])).to_pylist()
-    return {k: uses[a:b] for k, a, b in zip(keys, cuts, cuts[1:], strict=False)}
+    names = key.take(pa.array(cuts[:-1])).to_pylist()
+    return {k: (a, b) for k, a, b in zip(names, cuts, cuts[1:], strict=False)}
 
 
-@dataclass
-class _Money:
-    cost: Decimal = ZERO
-    teams: dict[str, Decimal] = field(default_factory=dict)
+def _held_hours(
+    held_gpus: np.ndarray[Any, Any], spans: list[tuple[int, int]], gpus: list[float]
+) -> list[float]:
+    """Each holding's held hours as `GpuHolding.held_hours` counts them (each hour, held
+    GPUs / GPUs asked for, at most 1, added up in order as `sum` does, so the two agree to
+    the last bit): the ratios of all hours in one pass, then one sum per holding."""
+    asked = np.ones(len(held_gpus))
+    for (a, b), g in zip(spans, gpus, strict=True):
+        asked[a:b] = g
+    with np.errstate(divide="ignore", invalid="ignore"):  # gpus 0: not counted below
+        ratio = np.minimum(1.0, held_gpus / asked).tolist()
+    return [sum(ratio[a:b]) if g > 0 else 0.0 for (a, b), g in zip(spans, gpus, strict=True)]
 
 
 class _NodeShape:
@@ -222,43 +232,66 @@ class _NodeShape:
 
     def __init__(self, nodes: Mapping[str, Mapping[str, Any]], on_prem: set[str]):
         self.nodes = nodes
-        self.models = {n: _model(r.get("gpu_model")) for n, r in nodes.items()}
-        self.capacity = {n: _capacity(r, n in on_prem) for n, r in nodes.items()}
+        # per node: GPU model as the catalog names it, one GPU's memory, provider, region,
+        # instance type, capacity
+        self.node_facts = {
+            n: (*_model(r.get("gpu_model")), r.get("provider"), r.get("region"),
+                r.get("instance_type"), _capacity(r, n in on_prem))
+            for n, r in nodes.items()
+        }  # fmt: skip
+        self._sizes: dict[tuple[Any, ...], tuple[float, float]] = {}
+
+    def size(
+        self, request: float | None, seen: int | None, resource: str | None, node_id: str | None
+    ) -> tuple[float, float]:
+        """GPUs one replica asks for and the memory of one of them (`_gpus`): a few
+        distinct answers over a whole fleet, each worked out once."""
+        key = (request, seen, resource, node_id)
+        found = self._sizes.get(key)
+        if found is None:
+            node = self.nodes.get(node_id or "") or {}
+            memory = self.node_facts.get(node_id or "", _NO_NODE)[1]
+            found = self._sizes[key] = _gpus(request, seen, resource, node, memory)
+        return found
 
     def holding(
-        self, h: Mapping[str, Any], hours: tuple[HourUse, ...], money: _Money | None
+        self,
+        row: tuple[Any, ...],
+        hours: tuple[HourUse, ...],
+        size: tuple[float, float],
+        held: float,
     ) -> GpuHolding:
-        node_id = h["node_id"]
-        node = self.nodes.get(node_id) or {}
-        model, memory = self.models.get(node_id, ("", math.nan))
-        labels = dict(h["labels"] or [])
-        gpus, memory = _gpus(h, node, memory)
-        money = money or _Money()
-        # as `GpuHolding.held_hours` counts them, so that cost_per_hour x held_hours is
-        # its cost in the window
-        held = sum(min(1.0, h.held_gpus / gpus) for h in hours) if gpus > 0 else 0.0
+        """`row`: the engine's columns `_ROW`; `size`: GPUs asked for and the memory of one
+        (`size`); `held`: its held hours as `GpuHolding.held_hours` counts them
+        (`_held_hours`), so that cost_per_hour x held_hours is its cost in the window."""
+        key, namespace, node_id, controller, kind, labels, replicas, serving, units, team = row
+        model, _, provider, region, instance_type, capacity = self.node_facts.get(node_id, _NO_NODE)
+        labels = dict(labels or ())
         held_hours = Decimal(repr(held))
-        teams = money.teams
         return GpuHolding(
-            workload=h["holding"],
-            namespace=h["namespace"] or UNALLOCATED,
-            team=max(teams, key=lambda t: (teams[t], t)) if teams else UNALLOCATED,
-            kind=holding_kind(h["controller"], h["kind"], labels),
+            workload=key,
+            namespace=namespace or UNALLOCATED,
+            team=team or UNALLOCATED,
+            kind=holding_kind(controller, kind, labels),
             node=node_id or "",
             gpu_model=model,
-            gpu_memory_mib=memory,
-            gpus=gpus,
-            cost_per_hour=money.cost / held_hours if held_hours > 0 else ZERO,
+            gpu_memory_mib=size[1],
+            gpus=size[0],
+            cost_per_hour=dollars_from_units(units) / held_hours if held_hours > 0 else ZERO,
             hours=hours,
-            replicas=int(h["replicas"]),
-            provider=node.get("provider"),
-            region=node.get("region"),
-            instance_type=node.get("instance_type"),
-            capacity=self.capacity.get(node_id, "on-demand"),
-            serving=bool(h["serving"]),
+            replicas=int(replicas),
+            provider=provider,
+            region=region,
+            instance_type=instance_type,
+            capacity=capacity,
+            serving=bool(serving),
             checkpoints=labels.get(CHECKPOINT_LABEL, "").strip().lower() in TRUE,
             labels=labels,
         )
+
+
+# what `_NodeShape.node_facts` says of a node the store does not know
+_NO_NODE = ("", math.nan, None, None, None, "on-demand")
 
 
 @contextmanager
@@ -281,19 +314,25 @@ def _model(name: str | None) -> tuple[str, float]:
     return normalise_gpu_model(name) or "", memory if memory is not None else math.nan
 
 
-def _gpus(h: Mapping[str, Any], node: Mapping[str, Any], memory: float) -> tuple[float, float]:
+def _gpus(
+    request: float | None,
+    seen: int | None,
+    resource: str | None,
+    node: Mapping[str, Any],
+    memory: float,
+) -> tuple[float, float]:
     """GPUs one replica asks for (a MIG instance as its share of the GPU; a time-slice as
     request / the node's replicas) and the memory of one GPU or instance it holds (`memory`:
     the node's GPU's). A workload whose request is unknown asks for the most GPUs it was
     seen on at once."""
-    request = float(h["gpu_request"] or 0) or float(h["gpus_seen"] or 1)
-    mig = mig_profile(h["gpu_resource"], node.get("gpu_model"))
+    asked = float(request or 0) or float(seen or 1)
+    mig = mig_profile(resource, node.get("gpu_model"))
     if mig is not None:
         share, mig_memory = mig
-        return request * float(share), mig_memory
-    if h["gpu_resource"] == TIME_SLICED and (node.get("gpu_replicas") or 0) > 1:
-        request /= float(node["gpu_replicas"])
-    return request, memory
+        return asked * float(share), mig_memory
+    if resource == TIME_SLICED and (node.get("gpu_replicas") or 0) > 1:
+        asked /= float(node["gpu_replicas"])
+    return asked, memory
 
 
 def _capacity(node: Mapping[str, Any], on_prem: bool) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -212,6 +213,20 @@ def _emit(data: Any, fmt: Format, **view: Any) -> None:
     from aifinops.cli import render
 
     render.emit(data, fmt, _console(), **view)
+
+
+def _amount(text: str, where: str) -> Decimal:
+    """A sum of money from the command line: a plain decimal number, 0 to 10^15."""
+    from decimal import InvalidOperation
+
+    try:
+        value = Decimal(text.strip().replace(",", "").replace("_", "x"))
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or not 0 <= value <= Decimal("1e15"):
+        raise UsageError(f"{text!r} is not an amount of money from 0 to 10^15", where=where,
+                         hint="e.g. 20000 or 12500.50")  # fmt: skip
+    return value
 
 
 def _split(text: str) -> list[str]:
@@ -766,10 +781,42 @@ def cost(
             "list price, billed cost and the difference; other billed spend by category.",
         ),
     ] = False,
+    roi: Annotated[
+        bool,
+        typer.Option(
+            "--roi",
+            help="What applied recommendations saved (measured before and after, confirmed "
+            "by the bill where it covers them), by category, with the payback.",
+        ),
+    ] = False,
+    investment: Annotated[
+        str | None,
+        typer.Option(help="With --roi: the investment to pay back (default: roi.investment)."),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """What GPU nodes cost, attributed to teams, projects, models and workloads."""
     report: Any
+    if investment is not None and not roi:
+        raise UsageError("--investment goes with --roi", where="--investment")
+    if roi:
+        given = [n for n, v in (("--step", step), ("--unit", unit), ("--team", team),
+                                ("--window", window), ("--last", last), ("--idle", idle),
+                                ("--shared-gpu", shared_gpu), ("--reconciled", reconciled),
+                                ("--by", by != "team"), ("--source", source != "telemetry"))
+                 if v]  # fmt: skip
+        if given:
+            raise UsageError(f"{', '.join(given)} cannot go with --roi",
+                             hint="--roi measures each applied finding over roi.measure "
+                             "before and after it was applied")  # fmt: skip
+        amount = None if investment is None else _amount(investment, "--investment")
+        if server := state.server or os.environ.get("AIFINOPS_SERVER"):
+            from aifinops.cli import remote
+
+            _emit(remote.roi(server, None if amount is None else str(amount)), fmt)
+            return
+        _emit(_service(read_only=True).roi(investment=amount), fmt)
+        return
     if reconciled:
         given = [n for n, v in (("--step", step), ("--unit", unit), ("--team", team)) if v]
         if source != "telemetry":

@@ -21,6 +21,9 @@ PAGE = 10_000
 def get(server: str, path: str, params: dict[str, Any]) -> Any:
     """GET `path` on the server as JSON; the server's error envelope as our error."""
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    if urllib.parse.urlsplit(server).scheme not in ("http", "https"):
+        raise UsageError(f"{server!r} is not an http(s) URL", where="--server",
+                         hint="e.g. --server http://127.0.0.1:8080")  # fmt: skip
     url = f"{server.rstrip('/')}{path}?{query}"
     headers = {"Accept": "application/json"}
     if token := os.environ.get("AIFINOPS_TOKEN"):
@@ -51,6 +54,14 @@ def cost(server: str, **params: Any) -> CostReport:
             break
     page["rows"] = rows
     return CostReport.from_dict(page)
+
+
+def roi(server: str, investment: str | None) -> Any:
+    """`cost --roi` as the server answers it."""
+    from aifinops.cli.render import RoiDoc
+
+    params = {} if investment is None else {"investment": investment}
+    return RoiDoc(get(server, "/api/v1/roi", params))
 
 
 def _from_envelope(error: urllib.error.HTTPError, server: str) -> AifinopsError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -20,6 +21,7 @@ from aifinops.core.model import BUCKETS, IDLE, SHARED, UNALLOCATED, UNPRICED, Co
 from aifinops.core.money import ZERO, plain, to_cents
 from aifinops.core.pricing import price_hint
 from aifinops.core.reconcile import ReconciledReport
+from aifinops.core.roi import RoiReport
 from aifinops.outputs.csv_cells import csv_text
 
 if TYPE_CHECKING:
@@ -98,6 +100,22 @@ def _reconciled_view(report: ReconciledReport, title: str, columns: tuple[str, .
         flat = row.to_dict()
         rows.append({**flat.pop("key"), **flat})
     return View(report.to_dict(), rows, fields, layout=partial(_reconciled_layout, report))
+
+
+class RoiDoc(dict[str, Any]):
+    """An ROI report as JSON has it (a server's answer to /api/v1/roi)."""
+
+
+@view.register
+def _roi_report_view(report: RoiReport, title: str, columns: tuple[str, ...]) -> View:
+    return _roi_view(RoiDoc(report.to_dict()), title, columns)
+
+
+@view.register
+def _roi_view(doc: RoiDoc, title: str, columns: tuple[str, ...]) -> View:
+    fields = ("category", "applied", "realised_monthly", "confirmed_by_bill_monthly",
+              "projected_annual", "potential_monthly")  # fmt: skip
+    return View(dict(doc), doc["categories"], fields, layout=partial(_roi_layout, doc))
 
 
 # -- the formats ----------------------------------------------------------------------------
@@ -386,6 +404,23 @@ def demo(result: DemoResult, console: Console) -> None:
                 f"projected {money(Decimal(p['amount']))} for the period",
                 markup=False,
             )
+    if result.findings:
+        from aifinops.core.recommend import total_saving
+
+        top: dict[str, dict[str, Any]] = {}  # the largest of each rule
+        for f in result.findings:
+            if f["counted"]:
+                top.setdefault(f["rule"], f)
+        console.print(
+            f"[bold]Recommendations[/] (aifinops optimize; the week up to the newest sample): "
+            f"{len(result.findings)} open, {money(total_saving(result.findings))} "
+            f"{result.findings[0]['currency']} a month, overlaps counted once"
+        )
+        for f in list(top.values())[:4]:
+            action = re.sub(r" \([^()]*\)", "", f["action"], count=1)  # the names it lists
+            saving = money(Decimal(f["monthly_saving"]))
+            console.print(f"  {f['rule']} {saving}/month (confidence {f['confidence']}): "
+                          f"{action[:130]}", markup=False)  # fmt: skip
     team = result.by_team
     idle = _bucket(team, IDLE)
     waste = sum((r.waste_cost for r in team.rows), ZERO)
@@ -425,3 +460,58 @@ def demo(result: DemoResult, console: Console) -> None:
         f"\nNext: aifinops --db {result.db} --config {result.config} cost "
         "--by team,project --format detailed"
     )
+
+
+def _roi_layout(doc: dict[str, Any], console: Console, detailed: bool) -> None:
+    """`cost --roi`: savings by category, the totals, and each applied finding."""
+    from rich.table import Table
+
+    def m(x: str | None) -> str:
+        return "–" if x is None else money(Decimal(x))
+
+    cur = doc["currency"]
+    table = Table(title=f"Savings by category ({cur} a month)", title_justify="left",
+                  show_footer=True)  # fmt: skip
+    heads = (("category", "category", "total"), ("applied", "applied", ""),
+             ("realised_monthly", "realised", m(doc["realised_monthly"])),
+             ("confirmed_by_bill_monthly", "confirmed by bill",
+              m(doc["confirmed_by_bill_monthly"])),
+             ("projected_annual", "a year", m(doc["projected_annual"])),
+             ("potential_monthly", "open potential", m(doc["potential_monthly"])))  # fmt: skip
+    for _, head, foot in heads:
+        table.add_column(head, footer=foot, justify="left" if head == "category" else "right")
+    for c in doc["categories"]:
+        table.add_row(c["category"], str(c["applied"]),
+                      *(m(c[k]) for k, _, _ in heads[2:]))  # fmt: skip
+    console.print(table)
+    pct = doc["saving_percent"]
+    console.print(
+        f"baseline {m(doc['baseline_monthly'])} {cur} a month (the fleet's run-rate "
+        f"{m(doc['fleet_monthly'])} + what was saved); saved "
+        f"{'–' if pct is None else pct + ' %'} of it; projected a year "
+        f"{m(doc['projected_annual'])}",
+        markup=False,
+    )
+    payback, investment = doc["payback_months"], Decimal(doc["investment"])
+    if investment <= 0:
+        console.print("payback: no investment given (roi.investment, or --investment)",
+                      markup=False)  # fmt: skip
+    else:
+        console.print(
+            f"payback of {m(doc['investment'])} {cur} (running cost "
+            f"{m(doc['monthly_cost'])} a month): "
+            + ("never at this saving" if payback is None else f"{payback} months"),
+            markup=False,
+        )
+    if doc["applied"]:
+        found = Table(title="Applied findings, measured before and after", title_justify="left")
+        for head in ("id", "category", "state", "basis", "expected", "realised", "notes"):
+            found.add_column(head)
+        for a in doc["applied"]:
+            notes = "; ".join(a["notes"])
+            found.add_row(a["id"], a["category"], a["state"], a["basis"],
+                          m(a["expected_monthly"]), m(a["realised_monthly"]),
+                          notes if detailed else notes[:80])  # fmt: skip
+        console.print(found)
+    for note in doc["notes"]:
+        console.print(f"note: {note}", markup=False)

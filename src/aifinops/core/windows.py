@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from aifinops.errors import UsageError
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+MAX_DURATION_S = 100 * 366 * 86400  # beyond any store's history (and datetime's reach)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -25,7 +26,10 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     amount, unit = int(match.group(1)), match.group(2)
     if amount <= 0:
         raise UsageError(f"{what} must be positive, got {text!r}", where=what)
-    return timedelta(seconds=amount * _UNIT_SECONDS[unit])
+    seconds = amount * _UNIT_SECONDS[unit]
+    if seconds > MAX_DURATION_S:
+        raise UsageError(f"{what} {text!r} is longer than 100 years", where=what)
+    return timedelta(seconds=seconds)
 
 
 ISO = "iso"  # in `parse_time(formats=...)`: ISO 8601, `Z` for UTC

@@ -84,6 +84,8 @@ class DemoResult:
     by_node: CostReport
     seconds: float
     budgets: list[dict[str, Any]] = field(default_factory=list)  # their status at the end
+    # `optimize` over the last week: the open findings (overlaps marked), largest first
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def demo_end(
@@ -140,6 +142,8 @@ def run_demo(
         svc.close()
         with Service(load_settings(config, flags={"db": db})) as again:  # the budgets now
             budgets = [st.to_dict() for st in again.budget_statuses(window.end)]
+            again.optimize()  # the recommendations, stored: `optimize list` shows them
+            findings = again.recommendations()
         return DemoResult(
             db,
             str(config),
@@ -154,6 +158,7 @@ def run_demo(
             by_node,
             time.perf_counter() - began,
             budgets,
+            findings,
         )
     finally:
         svc.close()

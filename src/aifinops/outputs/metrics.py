@@ -35,6 +35,12 @@ HELP = {
     "ai_finops_budget_forecast_utilization_ratio": "The budget's projected period spend over "
     "its limit",
     "ai_finops_budget_enforcement_active": "1 when the budget's throttle or block is in force",
+    "ai_finops_recommendation_savings_monthly": "Monthly saving of the open recommendations, "
+    "per rule and severity (overlapping findings on one workload are in each rule's sum)",
+    "ai_finops_savings_potential_monthly": "Monthly saving of all open recommendations, "
+    "overlapping findings on one workload counted once",
+    "ai_finops_realised_savings_monthly": "Monthly saving of applied recommendations, "
+    "measured before and after, per category and basis (estimate, confirmed by bill)",
     "ai_finops_source_up": "1 when the source's last success is within twice its interval",
     "ai_finops_source_last_success_timestamp_seconds": "When the source last ran without error",
 }
@@ -57,6 +63,42 @@ def budget_series(statuses: Any) -> dict[str, list[tuple[dict[str, str], float]]
         ):
             out.setdefault(name, []).append((labels, value))
     return out
+
+
+Series = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def savings_series(open_findings: Any, currency: str) -> Series:
+    """The open recommendations' monthly savings: per rule and severity, and in all."""
+    from decimal import Decimal
+
+    from aifinops.core.recommend import total_saving
+
+    sums: dict[tuple[str, str], Decimal] = {}
+    for f in open_findings:
+        key = (f["rule"], f["severity"])
+        sums[key] = sums.get(key, Decimal(0)) + Decimal(str(f["monthly_saving"]))
+    per_rule = [({"rule": r, "severity": s, "currency": currency}, float(v))
+                for (r, s), v in sorted(sums.items())]  # fmt: skip
+    total = [({"currency": currency}, float(total_saving(open_findings)))]
+    return {"ai_finops_recommendation_savings_monthly": per_rule,
+            "ai_finops_savings_potential_monthly": total}  # fmt: skip
+
+
+def roi_series(doc: Any) -> Series:
+    """Applied recommendations' realised monthly savings by category and basis (the
+    server's last ROI measurement; nothing before it has one); overlapping applied
+    findings on one workload counted once, as in the report."""
+    if not doc:
+        return {}
+    sums: dict[tuple[str, str], float] = {}
+    for m in doc["applied"]:
+        if m["realised_monthly"] is not None and m.get("counted", True):
+            key = (m["category"], m["basis"])
+            sums[key] = sums.get(key, 0.0) + float(m["realised_monthly"])
+    return {"ai_finops_realised_savings_monthly": [
+        ({"category": c, "basis": b, "currency": doc["currency"]}, v)
+        for (c, b), v in sorted(sums.items())]}  # fmt: skip
 
 
 class StoreCollector(Collector):

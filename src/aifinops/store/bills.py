@@ -235,3 +235,9 @@ def lines_in_window(store: Store, start_ms: int, end_ms: int) -> list[tuple[Any,
 
 def has_bills(store: Store) -> bool:
     return bool(store.raw("SELECT 1 FROM cost_lines LIMIT 1"))
+
+
+def extent(store: Store) -> tuple[int, int] | None:
+    """The first and last instant the stored bills charge for (None: no bill)."""
+    row = store.raw("SELECT min(charge_period_start_ms), max(charge_period_end_ms) FROM cost_lines")
+    return None if not row or row[0][0] is None else (int(row[0][0]), int(row[0][1]))

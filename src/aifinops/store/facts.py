@@ -47,6 +47,17 @@ def usage_extent(store: Store) -> tuple[int, int] | None:
     return None if row[0] is None else (int(row[0]), int(row[1]))
 
 
+def usage_end(store: Store) -> int | None:
+    """Where the newest samples end (their instant plus their duration: the rows of one
+    sample hold its duration in sum), or None."""
+    row = store.raw(
+        "SELECT max(ts_ms + CAST(d AS BIGINT)) FROM (SELECT ts_ms, sum(held_req) AS d "
+        "FROM gpu_usage WHERE ts_ms >= (SELECT max(ts_ms) FROM gpu_usage) - 86400000 "
+        "GROUP BY ts_ms, node_id, gpu_id)"
+    )[0]
+    return None if row[0] is None else int(row[0])
+
+
 def newest_samples(store: Store, lookback_ms: int) -> list[dict[str, Any]]:
     """Per node and GPU, its newest sample, where that lies within `lookback_ms` of the
     newest sample in the store: when, how long, the busy time, and who held it."""
@@ -90,17 +101,21 @@ def claim_unowned(store: Store, node: str, workload: str, start: int, end: int |
 def replace_energy(
     store: Store, rows: Sequence[dict[str, Any]] | str, start_ms: int, end_ms: int
 ) -> None:
-    """Energy readings (rows, or a stage table's name) replace those of the same nodes in
-    [start, end). Call inside a transaction."""
+    """Energy readings (rows, or a stage table's name) replace those the same sources made
+    of the same nodes in [start, end) — another source's readings of them stay (an
+    nvidia-smi log's memory readings do not wipe the agent's energy counters). Call
+    inside a transaction."""
     if isinstance(rows, str):
-        nodes = [r[0] for r in store.raw(f'SELECT DISTINCT node_id FROM "{rows}"')]
+        pairs = store.raw(f'SELECT DISTINCT node_id, source FROM "{rows}"')
     else:
-        nodes = sorted({r["node_id"] for r in rows})
-    if not nodes:
+        pairs = sorted({(r["node_id"], r.get("source")) for r in rows}, key=str)
+    if not pairs:
         return
     store.raw(
-        "DELETE FROM gpu_energy WHERE node_id IN (SELECT unnest(?)) AND ts_ms >= ? AND ts_ms < ?",
-        [nodes, start_ms, end_ms],
+        "DELETE FROM gpu_energy WHERE ts_ms >= ? AND ts_ms < ? AND EXISTS (SELECT 1 FROM "
+        "(SELECT unnest(?) AS n, unnest(?) AS s) k WHERE k.n = gpu_energy.node_id "
+        "AND k.s = coalesce(gpu_energy.source, ''))",
+        [start_ms, end_ms, [p[0] for p in pairs], [p[1] or "" for p in pairs]],
     )
     if isinstance(rows, str):
         store.raw(f'INSERT INTO gpu_energy SELECT * FROM "{rows}"')

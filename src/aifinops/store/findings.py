@@ -3,7 +3,10 @@ rule on the same scope updates it, keeping its status), and the history of each.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import pyarrow as pa
 
 from aifinops.store.db import Store
 
@@ -13,28 +16,73 @@ COLUMNS = ("id", "rule", "severity", "scope", "evidence", "monthly_saving", "con
 
 
 def upsert(store: Store, rows: list[dict[str, Any]], at_ms: int) -> list[str]:
-    """Store a run's findings: new ones `open`, known ones updated in place (numbers,
-    evidence, last seen) with their status kept. The ids that were new."""
-    new = []
-    for r in rows:
-        found = store.raw("SELECT 1 FROM findings WHERE id = ?", [r["id"]])
-        if not found:
-            new.append(r["id"])
-        store.raw(
-            f"INSERT INTO findings ({', '.join(COLUMNS)}) VALUES "
-            f"({', '.join('?' for _ in COLUMNS)}) ON CONFLICT (id) DO UPDATE SET "
+    """Store a run's findings in one statement: new ones `open`, known ones updated in
+    place (numbers, evidence, last seen) with their status kept, a resolved one found
+    again open again (each in its history). The ids that were new. An id given twice
+    keeps its last row."""
+    if not rows:
+        return []
+    last = {r["id"]: r for r in rows}  # one row per id: ON CONFLICT updates a row once
+    data = pa.table({
+        **{c: [str(r[c]) if r[c] is not None else None for r in last.values()]
+           for c in ("id", "rule", "severity", "scope", "evidence", "monthly_saving",
+                     "confidence", "action", "patch", "currency")},
+    })  # fmt: skip
+    duck = store.con.con
+    view = "_incoming_findings"
+    duck.register(view, data)
+    try:
+        known = f'SELECT id FROM "{view}" WHERE id NOT IN (SELECT id FROM findings)'
+        new = sorted(r[0] for r in duck.execute(known).fetchall())
+        again = sorted(r[0] for r in duck.execute(
+            f"SELECT f.id FROM findings f JOIN \"{view}\" v USING (id) "
+            "WHERE f.status = 'resolved'").fetchall())  # fmt: skip
+        duck.execute(
+            f"INSERT INTO findings ({', '.join(COLUMNS)}) SELECT id, rule, severity, scope, "
+            "evidence, CAST(monthly_saving AS DECIMAL(38, 6)), "
+            "CAST(confidence AS DECIMAL(9, 6)), action, patch, currency, ?, ?, 'open', NULL, "
+            f'NULL FROM "{view}" ON CONFLICT (id) DO UPDATE SET '
             "severity = excluded.severity, scope = excluded.scope, "
             "evidence = excluded.evidence, monthly_saving = excluded.monthly_saving, "
             "confidence = excluded.confidence, action = excluded.action, "
             "patch = excluded.patch, currency = excluded.currency, "
             "last_seen_ms = excluded.last_seen_ms",
-            [r["id"], r["rule"], r["severity"], r["scope"], r["evidence"], r["monthly_saving"],
-             r["confidence"], r["action"], r["patch"], r["currency"], at_ms, at_ms, "open",
-             None, None],
-        )  # fmt: skip
-    for fid in new:
-        event(store, fid, at_ms, "found", None, None)
+            [at_ms, at_ms],
+        ).fetchall()
+    finally:
+        duck.unregister(view)
+    if again:
+        store.raw("UPDATE findings SET status = 'open', status_ms = ? "
+                  "WHERE id IN (SELECT unnest(?))", [at_ms, again])  # fmt: skip
+    _events(store, [(fid, "found") for fid in new] + [(fid, "found again") for fid in again],
+            at_ms)  # fmt: skip
     return new
+
+
+def _events(store: Store, what: list[tuple[str, str]], at_ms: int,
+            detail: str | None = None) -> None:  # fmt: skip
+    """Many history events at once (no actor)."""
+    if what:
+        store.insert_arrow("finding_events", pa.table({
+            "id": [w[0] for w in what], "ts_ms": pa.array([at_ms] * len(what), pa.int64()),
+            "event": [w[1] for w in what],
+            "detail": pa.array([detail] * len(what), pa.string())}))  # fmt: skip
+
+
+def resolve_missing(store: Store, rules: Sequence[str], seen: Sequence[str], at_ms: int,
+                    detail: str) -> list[str]:  # fmt: skip
+    """Open findings of `rules` that a run over the newest data did not find again are
+    resolved (dismissed and applied ones are left as they are). The ids resolved."""
+    if not rules:
+        return []
+    done = store.raw(
+        "UPDATE findings SET status = 'resolved', status_ms = ? WHERE status = 'open' "
+        "AND rule IN (SELECT unnest(?)) AND id NOT IN (SELECT unnest(?)) RETURNING id",
+        [at_ms, list(rules), list(seen) or [""]],
+    )
+    ids = sorted(r[0] for r in done)
+    _events(store, [(fid, "resolved") for fid in ids], at_ms, detail)
+    return ids
 
 
 def findings(store: Store, *, status: str | None = None) -> list[dict[str, Any]]:
@@ -45,6 +93,12 @@ def findings(store: Store, *, status: str | None = None) -> list[dict[str, Any]]
         params.append(status)
     rows = store.raw(sql + " ORDER BY monthly_saving DESC, id", params)
     return [dict(zip(COLUMNS, r, strict=True)) for r in rows]
+
+
+def status_of(store: Store, fid: str) -> tuple[str, str | None, int | None] | None:
+    """A finding's status, its reason and since when; None when there is no such finding."""
+    rows = store.raw("SELECT status, reason, status_ms FROM findings WHERE id = ?", [fid])
+    return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
 
 def set_status(store: Store, fid: str, status: str, reason: str | None, at_ms: int,

@@ -166,7 +166,10 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 class RuleConfig(BaseModel):
-    """What every rule takes; each rule's own config adds its thresholds."""
+    """What every rule takes; each rule's own config adds its thresholds.
+    `min_monthly_saving` (money a month, in the facts' currency) is applied by `run_rules`
+    to every rule's findings alike, never by a rule itself: a finding that saves less is
+    dropped (a rule that groups, like cheaper-offer, is judged on its group's saving)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -188,6 +191,16 @@ def rule(name: str, config: type[RuleConfig]) -> Callable[[Rule], Rule]:
         return fn
 
     return register
+
+
+def enabled_rules(configs: Mapping[str, Mapping[str, Any]] | None = None,
+                  names: Iterable[str] | None = None) -> list[str]:  # fmt: skip
+    """The rules `run_rules` runs: those named (or all), less those configured off."""
+    from aifinops.core.recommend import rules as _builtins  # noqa: F401  (registers them)
+
+    chosen = list(names) if names is not None else sorted(RULES)
+    return [n for n in chosen if n in RULES
+            and RULES[n][0].model_validate(dict((configs or {}).get(n, {}))).enabled]  # fmt: skip
 
 
 def run_rules(
@@ -219,16 +232,60 @@ def run_rules(
 OVERLAPPING = ("idle-gpu", "overprovisioned-gpus", "rightsize-gpu", "share-gpu", "off-hours")
 
 
+@dataclass(frozen=True)
+class Overlap:
+    """Where one finding stands among those it overlaps: `others` are the positions (in the
+    rows given) of the findings it overlaps, and `counted` whether its saving is added to a
+    total."""
+
+    others: tuple[int, ...]
+    counted: bool
+
+
+def overlaps(rows: Sequence[Mapping[str, Any]]) -> list[Overlap]:
+    """For each finding (as `Finding.to_dict` writes them, or as listed), in order: the
+    others it overlaps and whether its saving counts in a total.
+
+    1. Two findings overlap when both are of the `OVERLAPPING` rules and their scopes share
+       a workload (`scope.workload`; share-gpu's names several, comma-separated).
+    2. Largest saving first (a tie: the smaller id, then the earlier row, so the choice
+       does not depend on the order of the rows), a finding counts unless it overlaps one
+       that already counts. So of the findings on one workload only the largest counts,
+       and counted findings never share a workload: the total is one that can be had by
+       applying all of them."""
+    workloads = [_workloads(r) if r["rule"] in OVERLAPPING else frozenset() for r in rows]
+    on: dict[str, list[int]] = {}  # workload -> the findings on it
+    for i, named in enumerate(workloads):
+        for w in named:
+            on.setdefault(w, []).append(i)
+    others = [
+        tuple(sorted({j for w in named for j in on[w]} - {i})) for i, named in enumerate(workloads)
+    ]
+    counted: set[int] = set()
+    order = sorted(
+        range(len(rows)), key=lambda i: (-_saving(rows[i]), str(rows[i].get("id", "")), i)
+    )
+    for i in order:
+        if counted.isdisjoint(others[i]):
+            counted.add(i)
+    return [Overlap(others[i], i in counted) for i in range(len(rows))]
+
+
 def total_saving(rows: Iterable[Mapping[str, Any]]) -> Decimal:
-    """The monthly saving of findings (as `Finding.to_dict` writes them) without double
-    counting: for one workload, only its largest saving among the overlapping rules."""
-    best: dict[str, Decimal] = {}
-    other = Decimal(0)
-    for r in rows:
-        amount = Decimal(str(r["monthly_saving"]))
-        workload = (r.get("scope") or {}).get("workload")
-        if r["rule"] in OVERLAPPING and workload:
-            best[workload] = max(best.get(workload, Decimal(0)), amount)
-        else:
-            other += amount
-    return other + sum(best.values(), Decimal(0))
+    """The monthly saving of findings (as `Finding.to_dict` writes them, or as listed)
+    without double counting: the sum of those that count (`overlaps`), so for one workload
+    only its largest saving among the overlapping rules."""
+    found = list(rows)
+    return sum(
+        (_saving(r) for r, o in zip(found, overlaps(found), strict=True) if o.counted),
+        Decimal(0),
+    )
+
+
+def _saving(row: Mapping[str, Any]) -> Decimal:
+    return Decimal(str(row["monthly_saving"]))
+
+
+def _workloads(row: Mapping[str, Any]) -> frozenset[str]:
+    named = (row.get("scope") or {}).get("workload") or ""
+    return frozenset(w for w in named.split(",") if w)

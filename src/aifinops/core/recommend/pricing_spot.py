@@ -1,7 +1,7 @@
-"""`spot-candidate` and `cheaper-offer`: a workload that pays more than the catalog says
-the same GPUs cost elsewhere, on spot capacity or in another region or provider.
+"""`spot-candidate`: a workload that pays on-demand prices for work that tolerates being
+interrupted, where the catalog says the same instance costs less on spot capacity.
 
-spot-candidate, per on-demand holding:
+Per on-demand holding:
   1. It tolerates interruption for one of the reasons in `_REASONS`, tried in order (a Job
      that checkpoints, replicated serving, an interruptible namespace); never a kind in
      `never_kinds` (StatefulSets, Notebooks: state lost on reclaim), whatever its namespace.
@@ -10,15 +10,8 @@ spot-candidate, per on-demand holding:
   3. discount = (on_demand - spot) / on_demand of that one offer; saving = discount x its
      monthly run-rate (it pays on-demand now), so never above the run-rate.
 
-cheaper-offer, per holding of a movable kind (Jobs, CronJobs) not on-prem:
-  1. Its cost per GPU-hour = cost per hour held / (GPUs x replicas).
-  2. The cheapest on-demand offer per GPU-hour of the same GPU (`same_gpu`: family, and
-     memory where both name it) in another provider, or another region of its provider
-     (a region-less row of its own provider may be its own region: left out), among
-     `providers` where given.
-  3. saving = (its per GPU-hour - the offer's) x GPUs x MONTH_HOURS x the share of the
-     window it held them (= its run-rate x the discount), only when the discount is at
-     least `min_discount` (moving data and images costs something too)."""
+`pod_spec_patch` (a patch of a workload's pod template) is shared with `cheaper-offer`
+(pricing_offer)."""
 
 from __future__ import annotations
 
@@ -27,9 +20,7 @@ from decimal import Decimal
 
 from pydantic import Field
 
-from aifinops.core.pricing import same_gpu
 from aifinops.core.recommend.base import (
-    MONTH_HOURS,
     Facts,
     Finding,
     GpuHolding,
@@ -41,7 +32,6 @@ from aifinops.core.recommend.base import (
 )
 from aifinops.core.recommend.pricing_common import (
     YamlValue,
-    dec,
     find_offer,
     held_share,
     monthly_run_rate,
@@ -159,79 +149,3 @@ def _spot_patch(h: GpuHolding) -> str | None:
     head = (f"# kubectl -n {h.namespace} patch {h.kind.lower()} {workload_name(h)} "
             "--patch-file spot.yaml\n")  # fmt: skip
     return head + to_yaml(pod_spec_patch(h.kind, pod_spec)) + "\n"
-
-
-class CheaperOfferConfig(RuleConfig):
-    movable_kinds: list[str] = Field(default_factory=lambda: ["Job", "CronJob"])
-    min_discount: Decimal = Field(default=Decimal("0.1"), ge=0, lt=1)
-    providers: list[str] | None = None  # where work may move to; None: any in the catalog
-
-
-def _elsewhere(h: GpuHolding, o: Offer) -> bool:
-    """Another provider, or a named other region of its own."""
-    if o.provider != h.provider:
-        return True
-    return bool(o.region and h.region and o.region != h.region)
-
-
-def _per_gpu_hour(o: Offer) -> Decimal:
-    assert o.on_demand is not None  # filtered before
-    return o.on_demand / o.gpus
-
-
-@rule("cheaper-offer", CheaperOfferConfig)
-def cheaper_offer(facts: Facts, cfg: CheaperOfferConfig, now_ms: int) -> list[Finding]:
-    out = []
-    for h in facts.holdings:
-        gpus = h.gpus * h.replicas
-        if h.kind not in cfg.movable_kinds or h.capacity == "on-prem" or gpus <= 0:
-            continue
-        offers = [o for o in facts.offers
-                  if o.on_demand and o.gpus > 0 and same_gpu(o.gpu_model, h.gpu_model)
-                  and _elsewhere(h, o)
-                  and (cfg.providers is None or o.provider in cfg.providers)]  # fmt: skip
-        if not offers:
-            continue
-        best = min(offers, key=lambda o: (_per_gpu_hour(o), o.provider, o.region,
-                                          o.instance_type or ""))  # fmt: skip
-        theirs = _per_gpu_hour(best)
-        ours = h.cost_per_hour / dec(gpus)
-        if ours <= 0 or 1 - theirs / ours < cfg.min_discount:
-            continue
-        run_rate = monthly_run_rate(h, facts)
-        saving = min(run_rate, (ours - theirs) * dec(gpus) * MONTH_HOURS * held_share(h, facts))
-        scope = workload_scope(h)
-        where = f"{best.provider} {region_label(best)} ({best.instance_type or best.gpu_model})"
-        out.append(Finding(
-            id=finding_id("cheaper-offer", scope), rule="cheaper-offer",
-            severity=severity_of(saving), scope=scope,
-            evidence={
-                "kind": h.kind, "gpu_model": h.gpu_model, "gpus": gpus,
-                "provider": h.provider, "region": h.region,
-                "cost_per_gpu_hour": str(ours), "offer_per_gpu_hour": str(theirs),
-                "discount": float(round(1 - theirs / ours, 4)),
-                "offer": {"provider": best.provider, "region": region_label(best),
-                          "instance_type": best.instance_type, "gpus": best.gpus,
-                          "on_demand_hourly": str(best.on_demand)},
-                "monthly_run_rate": str(run_rate), "held_share": float(held_share(h, facts)),
-                "window": {"start_ms": facts.start_ms, "end_ms": facts.end_ms},
-            },
-            monthly_saving=saving,
-            confidence=Decimal("0.5") if best.region else Decimal("0.4"),
-            action=(f"Run {h.workload} in {where}: {theirs:.4f}/GPU-hour on demand vs "
-                    f"{ours:.4f} now. Moving data, images and quotas costs something too."),
-            patch=_offer_patch(h, best),
-        ))  # fmt: skip
-    return out
-
-
-def _offer_patch(h: GpuHolding, o: Offer) -> str | None:
-    selector: dict[str, YamlValue] = {}
-    if o.instance_type:
-        selector["node.kubernetes.io/instance-type"] = o.instance_type
-    if o.region:
-        selector["topology.kubernetes.io/region"] = o.region
-    if not selector:
-        return None
-    head = f"# in a {o.provider} cluster in {region_label(o)}: {h.kind} {workload_name(h)}\n"
-    return head + to_yaml(pod_spec_patch(h.kind, {"nodeSelector": selector})) + "\n"

@@ -15,12 +15,15 @@ For every device sample of an nvidia-smi log:
   4. busy time: a sole holder gets duration x device utilisation; several holders get
      duration x their own SM % (or an even part of the device's busy time); idle rows keep
      the device's busy time;
-  5. each pid maps to its owner (host, time range), or to an unowned `host/pid-N` workload.
+  5. each pid maps to its owner (host, time range), or to an unowned `host/pid-N` workload;
+  6. the sample's device readings (memory.used, power.draw; dmon's fb and pwr) become one
+     `gpu_energy` row at the time its usage rows carry, where either was read.
 Shares are integer micro-milliseconds whose rows sum exactly to the sample's duration.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,12 +48,15 @@ class HeldUsage:
     end_ms: int
     unowned_pids: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    energy: list[dict[str, Any]] = field(default_factory=list)  # tables.GPU_ENERGY rows
 
 
 def assign_holders(log: ParsedLog, host: str, owners: Sequence[Owner] = ()) -> HeldUsage:
     dev_ts = np.array([d.ts_ms for d in log.devices], dtype=np.int64)
     dev_gpu = np.array([d.gpu_uuid for d in log.devices], dtype=object)
     dev_util = np.array([np.nan if d.util is None else d.util for d in log.devices])
+    dev_mem = np.array([_nan(d.memory_used_mib) for d in log.devices])
+    dev_power = np.array([_nan(d.power_w) for d in log.devices])
     notes: list[str] = []
     if np.isnan(dev_util).any():
         notes.append(
@@ -64,13 +70,17 @@ def assign_holders(log: ParsedLog, host: str, owners: Sequence[Owner] = ()) -> H
             gpus[d.gpu_uuid] = d.name
 
     parts: list[dict[str, np.ndarray[Any, Any]]] = []
+    energy: list[dict[str, Any]] = []
     for gpu in sorted({str(g) for g in dev_gpu}):
         mask = dev_gpu == gpu
         order = np.argsort(dev_ts[mask], kind="stable")
         ts, util = dev_ts[mask][order], dev_util[mask][order]
         ts, keep = np.unique(ts, return_index=True)  # duplicate timestamps count once
         util = util[keep]
-        parts.append(_one_gpu(gpu, ts, util, log, notes))
+        rows, sample_ts = _one_gpu(gpu, ts, util, log, notes)
+        parts.append(rows)
+        mem, power = dev_mem[mask][order][keep], dev_power[mask][order][keep]
+        energy += _readings(host, gpu, sample_ts, mem, power)
 
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     pids = cat["pid"]
@@ -104,7 +114,34 @@ def assign_holders(log: ParsedLog, host: str, owners: Sequence[Owner] = ()) -> H
             f"{len(unowned)} process(es) had no owner and are unallocated: "
             + ", ".join(str(p) for p in unowned[:10])
         )
-    return HeldUsage(usage, workloads, gpus, int(cat["ts"].min()), int(end.max()), unowned, notes)
+    return HeldUsage(
+        usage, workloads, gpus, int(cat["ts"].min()), int(end.max()), unowned, notes, energy
+    )
+
+
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else value
+
+
+def _readings(
+    host: str,
+    gpu: str,
+    ts: np.ndarray[Any, Any],
+    mem: np.ndarray[Any, Any],
+    power: np.ndarray[Any, Any],
+) -> list[dict[str, Any]]:
+    """Step 6: one reading per sample that read memory or power (NULL where nvidia-smi
+    printed [N/A]). It is stored at the sample's row time, not the logged one, because
+    the memory a holder used is read by joining readings to its samples on their time
+    (store/recommend.py); the two differ only for a minute's first sample, by < 1 s."""
+    read = ~(np.isnan(mem) & np.isnan(power))
+    return [
+        {"ts_ms": t, "node_id": host, "gpu_id": gpu, "energy_mj": None,
+         "power_w": None if math.isnan(p) else p, "fb_used_mib": None if math.isnan(m) else m,
+         "source": "nvidia-smi"}
+        for t, m, p in zip(ts[read].tolist(), mem[read].tolist(), power[read].tolist(),
+                           strict=True)
+    ]  # fmt: skip
 
 
 def _durations(ts: np.ndarray[Any, Any], gpu: str, notes: list[str]) -> np.ndarray[Any, Any]:
@@ -151,7 +188,8 @@ def _snap_to_minutes(
 
 def _one_gpu(
     gpu: str, ts: np.ndarray[Any, Any], util: np.ndarray[Any, Any], log: ParsedLog, notes: list[str]
-) -> dict[str, np.ndarray[Any, Any]]:
+) -> tuple[dict[str, np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
+    """Steps 1-4 for one GPU: its usage rows, and the time each sample's rows carry."""
     dur = _durations(ts, gpu, notes)
     median = int(np.median(dur))
     # matching below uses the logged times; the rows carry the times snapped to minutes
@@ -216,7 +254,7 @@ def _one_gpu(
             known, dur[row_sample] * np.nan_to_num(sm) / 100.0 * MICRO, dev_busy / np.maximum(n, 1)
         ),
     )
-    return {
+    rows = {
         "ts": row_ts[row_sample],
         "dur": dur[row_sample],
         "gpu": np.full(len(row_sample), gpu, dtype=object),
@@ -225,6 +263,7 @@ def _one_gpu(
         "held_use": held_use.astype(np.int64),
         "used": np.round(used).astype(np.int64),
     }
+    return rows, row_ts
 
 
 def _pmon_sm(

@@ -128,7 +128,8 @@ class NvidiaSmiSource:
                     "gpu_count": len(held.gpus), "util_signal": SIGNALS[log.device_kind or
                     "query-gpu"], "source": "nvidia-smi", "labels": {}}  # fmt: skip
             yield Facts(usage=held.usage, span=(held.start_ms, held.end_ms), nodes=[node],
-                        workloads=held.workloads, notes=list(held.notes))  # fmt: skip
+                        workloads=held.workloads, energy=held.energy,
+                        notes=list(held.notes))  # fmt: skip
 
         yield Reading(self.kind, str(path), parts(), digest, "these logs were",
                       notes=list(log.warnings))  # fmt: skip

@@ -143,7 +143,7 @@ def parse_dir(directory: Path, tz: str = "UTC") -> ParsedLog:
             "no GPU samples found: a --query-gpu CSV or a dmon log is needed",
             where=str(directory),
             hint="log with: nvidia-smi --query-gpu=timestamp,index,uuid,name,utilization.gpu,"
-            "memory.used,power.draw --format=csv -l 1",
+            "memory.used,memory.total,power.draw --format=csv -l 1",
         )
     if not log.processes and log.pmon:
         # pmon alone also tells which processes were on which GPU
