@@ -263,3 +263,12 @@ def test_a_window_longer_than_the_data_is_cut_to_it(svc: Service) -> None:
     assert run.window == (from_ms(T0).isoformat().replace("+00:00", "Z"),
                           from_ms(T0 + 24 * HOUR).isoformat().replace("+00:00", "Z"))  # fmt: skip
     assert [str(f.monthly_saving) for f in run.findings] == ["1216.67"]
+
+
+def test_a_window_without_samples_says_where_they_are(svc: Service) -> None:
+    old = f"{from_ms(T0 - 48 * HOUR).isoformat()},{from_ms(T0 - 24 * HOUR).isoformat()}"
+    run = svc.optimize(window=old, rules=["idle-gpu"])
+    assert (run.findings, run.resolved) == ([], ())
+    assert run.notes == ("the window holds no samples: they run from 2026-11-23T00:00:00Z "
+                         "to 2026-11-23T23:00:00Z",)  # fmt: skip
+    assert svc.optimize(window=WINDOW, rules=["idle-gpu"]).notes == ()

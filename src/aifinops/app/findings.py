@@ -78,6 +78,7 @@ class RunResult:
     # over the newest sample (the window holds it): what it did not find again is resolved
     current: bool = False
     resolved: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def total(self) -> Decimal:
         return total_saving([f.to_dict() for f in self.findings])
@@ -102,7 +103,8 @@ class Findings:
         result = RunResult((iso_z(win.start) or "", iso_z(win.end) or ""), found, [],
                            facts.currency, tuple(enabled_rules(configs, rules)),
                            current=extent is not None
-                           and win.start_ms <= extent[1] < win.end_ms)  # fmt: skip
+                           and win.start_ms <= extent[1] < win.end_ms,
+                           notes=_outside(win, extent, len(facts.holdings)))  # fmt: skip
         if self.ctx.read_only:
             return result
         return self.keep(result, now_ms)
@@ -228,6 +230,18 @@ class Findings:
 
     def history(self, fid: str) -> list[dict[str, Any]]:
         return [{**h, "at": iso_z(h.pop("ts_ms"))} for h in stored.history(self.ctx.store, fid)]
+
+
+def _outside(win: Window, extent: tuple[int, int] | None, holdings: int) -> tuple[str, ...]:
+    """What to say of a window in which no GPU was held."""
+    if holdings:
+        return ()
+    if extent is None:
+        return ("the store holds no GPU samples yet",)
+    if win.end_ms <= extent[0] or win.start_ms > extent[1]:
+        return (f"the window holds no samples: they run from {iso_z(extent[0])} to "
+                f"{iso_z(extent[1])}",)  # fmt: skip
+    return ("no GPU was held by a workload in the window",)
 
 
 def _within(win: Window, extent: tuple[int, int] | None) -> Window:

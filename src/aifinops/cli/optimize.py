@@ -65,14 +65,16 @@ def optimize(
     total = total_saving(shown)
     if fmt == "json":
         _hooks["emit"]({"window": list(result.window), "new": result.new,
-                        "resolved": list(result.resolved), "findings": shown,
+                        "resolved": list(result.resolved), "notes": list(result.notes),
+                        "findings": shown,
                         "monthly_saving_total": str(total), "currency": result.currency},
                        "json")  # fmt: skip
         return
     _table(shown, f"Recommendations {result.window[0]} → {result.window[1]}", "open",
            result.currency,
            [f"{len(result.resolved)} earlier finding(s) not found again: resolved "
-            "(aifinops optimize list --status resolved)"] if result.resolved else [])  # fmt: skip
+            "(aifinops optimize list --status resolved)"] * bool(result.resolved)
+           + [f"note: {n}" for n in result.notes])  # fmt: skip
 
 
 def _table(shown: list[dict[str, Any]], title: str, status: str, currency: str,
