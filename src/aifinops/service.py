@@ -18,8 +18,11 @@ from aifinops.app.budgets import Applied, Budgets, CheckResult
 from aifinops.app.collect import Collect, SourceRun
 from aifinops.app.context import AppContext
 from aifinops.app.costs import CostQuery, Costs
+from aifinops.app.findings import Findings
 from aifinops.app.ingest import Ingest, IngestResult
 from aifinops.app.prices import Prices
+from aifinops.app.recommend import Recommend
+from aifinops.app.roi import Roi
 from aifinops.config import Settings
 from aifinops.core.access import Caller
 from aifinops.core.model import CostReport, IdlePolicy, SharedGpuPolicy
@@ -61,13 +64,9 @@ class Service:
         self.collector = Collect(self.ingest)
         self.access = Access(self.ctx)
         self.budgets = Budgets(self.ctx, self.costs, self.bills)
-        from aifinops.app.findings import Findings
-        from aifinops.app.recommend import Recommend
-        from aifinops.app.roi import Roi
-
         recommend = Recommend(self.ctx, self.costs, self.prices)
         self.findings = Findings(self.ctx, self.costs, recommend)
-        self.roi_app = Roi(self.ctx, self.costs, recommend, self.bills)
+        self.roi_app = Roi(self.ctx, self.costs, recommend, self.bills, self.findings)
 
     # -- plumbing -----------------------------------------------------------------------
     @property
@@ -310,11 +309,9 @@ class Service:
     def metrics_snapshot(self) -> dict[str, list[tuple[dict[str, str], float]]]:
         """What `/metrics` shows, read from the store now (app/metrics.py)."""
         from aifinops.app.metrics import Metrics
-        from aifinops.outputs.metrics import savings_series
 
-        values = Metrics(self.costs, self.prices, self.collector.status).snapshot().values
-        return {**values, **savings_series(self.findings.listed(status="open"),
-                                           self.settings.currency)}  # fmt: skip
+        return Metrics(self.costs, self.prices, self.collector.status,
+                       self.findings).snapshot().values  # fmt: skip
 
     def gpu_utilization(self, lookback_ms: int = 15 * 60_000) -> list[dict[str, Any]]:
         return self.costs.utilization(lookback_ms)
@@ -395,14 +392,7 @@ class Service:
 
     def finding(self, fid: str) -> dict[str, Any]:
         """One stored finding, whatever its status, with its history."""
-        from aifinops.app.findings import shown_id
-        from aifinops.errors import NotFoundError
-
-        for f in self.findings.listed(status=None):
-            if f["id"] == fid:
-                return {**f, "history": self.findings.history(fid)}
-        raise NotFoundError(f"no finding {shown_id(fid)}", where="finding",
-                            hint="aifinops optimize lists them")  # fmt: skip
+        return self.findings.get(fid)
 
     def keep_findings(self, result: Any) -> Any:
         """Store a run's findings worked out on a read-only store (what was new, what

@@ -228,6 +228,14 @@ class Findings:
                 stored.set_status(self.ctx.store, fid, status, reason, self.ctx.now_ms(), actor)
         return {"id": fid, "status": status, "changed": changed, "history": self.history(fid)}
 
+    def get(self, fid: str) -> dict[str, Any]:
+        """One stored finding, whatever its status, with its history."""
+        for f in self.listed(status=None):
+            if f["id"] == fid:
+                return {**f, "history": self.history(fid)}
+        raise NotFoundError(f"no finding {shown_id(fid)}", where="finding",
+                            hint="aifinops optimize lists them")  # fmt: skip
+
     def history(self, fid: str) -> list[dict[str, Any]]:
         return [{**h, "at": iso_z(h.pop("ts_ms"))} for h in stored.history(self.ctx.store, fid)]
 

@@ -30,8 +30,10 @@ class MetricsSnapshot:
 
 
 class Metrics:
-    def __init__(self, costs: Costs, prices: Prices, sources_status: Any):
+    def __init__(self, costs: Costs, prices: Prices, sources_status: Any,
+                 findings: Any = None):  # fmt: skip
         self.costs, self.prices, self.sources_status = costs, prices, sources_status
+        self.findings = findings  # app/findings.Findings: the open ones' savings
 
     def snapshot(self) -> MetricsSnapshot:
         out = MetricsSnapshot()
@@ -45,6 +47,14 @@ class Metrics:
             if s["last_ok"]:
                 ok = parse_instant(s["last_ok"]).timestamp()
                 out.add("ai_finops_source_last_success_timestamp_seconds", labels, ok)
+        if self.findings is not None:
+            from aifinops.outputs.metrics import savings_series
+
+            found = savings_series(self.findings.listed(status="open"),
+                                   self.costs.ctx.settings.currency)  # fmt: skip
+            for name, series in found.items():
+                for labels, value in series:
+                    out.add(name, labels, value)
         return out
 
     def _costs(self, out: MetricsSnapshot, end: Any) -> None:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aifinops.core.model import IdlePolicy
-from aifinops.core.recommend.base import Facts, GpuHolding, overlaps
+from aifinops.core.recommend.base import Facts, GpuHolding
 from aifinops.core.roi import (
     CONFIRMED,
     Measure,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from aifinops.app.bills import Bills
     from aifinops.app.context import AppContext
     from aifinops.app.costs import Costs
+    from aifinops.app.findings import Findings
     from aifinops.app.recommend import Recommend
 
 MEASURED = "measured"
@@ -51,8 +52,10 @@ def _amount(value: Decimal, what: str) -> Decimal:
 
 
 class Roi:
-    def __init__(self, ctx: AppContext, costs: Costs, recommend: Recommend, bills: Bills):
+    def __init__(self, ctx: AppContext, costs: Costs, recommend: Recommend, bills: Bills,
+                 findings: Findings) -> None:  # fmt: skip
         self.ctx, self.costs, self.recommend, self.bills = ctx, costs, recommend, bills
+        self.findings = findings
 
     def report(self, *, investment: Decimal | None = None,
                monthly_cost: Decimal | None = None, record: bool = False) -> RoiReport:  # fmt: skip
@@ -215,13 +218,10 @@ class Roi:
         """Open findings' monthly saving by category, overlaps on one workload counted
         once across all of them (an idle notebook also rightsize-able counts under idle
         only), so the categories add up to `optimize list`'s total."""
-        rows = [{"id": f["id"], "rule": f["rule"], "scope": json.loads(f["scope"]),
-                 "monthly_saving": f["monthly_saving"]}
-                for f in stored.findings(self.ctx.store, status="open")]  # fmt: skip
         out: dict[str, Decimal] = {}
-        for row, o in zip(rows, overlaps(rows), strict=True):
+        for row in self.findings.listed(status="open"):  # each marked `counted` or not
             c = category_of(row["rule"])
-            out[c] = out.get(c, Decimal(0)) + (Decimal(row["monthly_saving"]) if o.counted
+            out[c] = out.get(c, Decimal(0)) + (Decimal(row["monthly_saving"]) if row["counted"]
                                                else Decimal(0))  # fmt: skip
         return out
 
