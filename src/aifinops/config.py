@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,94 @@ class RoiConfig(_Strict):
         return value
 
 
+class CommitmentConfig(_Strict):
+    """A committed purchase the forecast adds from its start: its fee a month, less the
+    on-demand spend it replaces (an amount an hour), on the scope it names
+    (`{team: ml}`; empty: the whole)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    start: date
+    end: date | None = None
+    monthly_fee: Decimal = Field(ge=0, le=Decimal("1e12"))
+    replaces_hourly: Decimal = Field(default=Decimal(0), ge=0, le=Decimal("1e9"))
+    scope: dict[str, str] = Field(default_factory=dict)
+
+
+class ForecastConfig(_Strict):
+    """Forecasts: how far ahead by default, how much history they rest on, when a workload
+    that stopped is taken out of its history, what committed purchases are coming, and
+    what `/metrics` projects (`ai_finops_monthly_cost_projection` by `metrics_by`)."""
+
+    horizon: str = "30d"
+    history: str = "90d"
+    ended_min_days: int = Field(default=7, ge=1, le=366)
+    commitments: list[CommitmentConfig] = Field(default_factory=list)
+    metrics_by: list[str] = Field(default_factory=lambda: ["team"])
+    # `serve` refreshes the projection this often
+    every: str = "1h"
+
+    @field_validator("horizon", "history", "every")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from aifinops.core.windows import parse_duration
+        from aifinops.errors import UsageError
+
+        try:
+            seconds = parse_duration(value).total_seconds()
+        except UsageError as error:
+            raise ValueError(str(error)) from None
+        except OverflowError:
+            seconds = float("inf")
+        if not 3600 <= seconds <= 3 * 366 * 86400:
+            raise ValueError(f"{value!r}: from an hour to three years")
+        return value
+
+
+class AnomaliesConfig(_Strict):
+    """Anomalies (`aifinops anomalies`, `/api/v1/anomalies`): a step is anomalous when it
+    leaves its band by more than `sensitivity` robust standard deviations, by at least
+    `min_amount` of its metric (a mapping by metric: spend, gpu_hours, cost_per_1m_tokens,
+    idle_share; those not given keep their defaults) and by `min_relative` of what was
+    expected. `serve` checks the last `last` each `every` and alerts once per anomaly to
+    the `channels` named under `channels:`."""
+
+    sensitivity: float = Field(default=4.0, gt=0, le=100)
+    min_amount: dict[str, Decimal] = Field(default_factory=dict)
+    min_relative: Decimal = Field(default=Decimal("0.2"), ge=0, le=100)
+    channels: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=lambda: ["spend"])
+    by: str = "team"
+    every: str = "1h"
+    last: str = "7d"
+
+    @field_validator("min_amount")
+    @classmethod
+    def _amounts(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        from aifinops.core.anomaly import MIN_AMOUNT
+
+        for name, amount in value.items():
+            if name not in MIN_AMOUNT:
+                raise ValueError(f"unknown metric {name!r}; known: {', '.join(MIN_AMOUNT)}")
+            if not amount.is_finite() or amount < 0:
+                raise ValueError(f"{name}: a non-negative amount")
+        return {**MIN_AMOUNT, **value}
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: list[str]) -> list[str]:
+        from aifinops.core.anomaly import METRICS
+
+        for name in value:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+        return value
+
+    @field_validator("every", "last")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        return RoiConfig._duration(value)
+
+
 class Settings(_Strict):
     db: str = DEFAULT_DB
     currency: str = "USD"
@@ -272,6 +361,10 @@ class Settings(_Strict):
     recommendations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # applied recommendations' measurement, the payback's investment, the serve job
     roi: RoiConfig = Field(default_factory=RoiConfig)
+    # forecasts: horizon, history, known future changes, the projection on /metrics
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    # anomalies: the band, the least jump, the serve job and its channels
+    anomalies: AnomaliesConfig = Field(default_factory=AnomaliesConfig)
     # what `aifinops rules` generates (idle held GPUs, temperature, unit-cost limits)
     rules: RulesConfig = Field(default_factory=RulesConfig)
 

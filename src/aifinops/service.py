@@ -13,12 +13,14 @@ from typing import Any
 import pyarrow as pa
 
 from aifinops.app.access import Access
+from aifinops.app.anomalies import Anomalies, AnomalyCheck, AnomalyReport
 from aifinops.app.bills import Bills
 from aifinops.app.budgets import Applied, Budgets, CheckResult
 from aifinops.app.collect import Collect, SourceRun
 from aifinops.app.context import AppContext
 from aifinops.app.costs import CostQuery, Costs
 from aifinops.app.findings import Findings
+from aifinops.app.forecast import Forecasts
 from aifinops.app.ingest import Ingest, IngestResult
 from aifinops.app.prices import Prices
 from aifinops.app.recommend import Recommend
@@ -67,6 +69,8 @@ class Service:
         recommend = Recommend(self.ctx, self.costs, self.prices)
         self.findings = Findings(self.ctx, self.costs, recommend)
         self.roi_app = Roi(self.ctx, self.costs, recommend, self.bills, self.findings)
+        self.anomalies_app = Anomalies(self.ctx, self.costs, self.budgets)
+        self.forecasts = Forecasts(self.ctx, self.costs)
 
     # -- plumbing -----------------------------------------------------------------------
     @property
@@ -416,6 +420,31 @@ class Service:
     def record_roi(self, report: Any) -> int:
         """Write each applied finding's first complete measurement to its history."""
         return self.roi_app.record(report.measures)
+
+    # -- forecasts --------------------------------------------------------------------------
+    def forecast(self, **options: Any) -> Any:
+        """Spend per scope to the end of the month or a horizon, with 80 % and 95 %
+        intervals (the method chosen per series by backtest)."""
+        return self.forecasts.forecast(**options)
+
+    def forecast_backtest(self, **options: Any) -> dict[str, Any]:
+        """The month-end forecast's error at days 7, 14 and 21 of each complete month of
+        the store's history, against the run-rate, and its intervals' coverage."""
+        return self.forecasts.backtest(**options)
+
+    def projection_series(self) -> list[tuple[dict[str, str], float, float]]:
+        return self.forecasts.projection_series(self.settings.forecast.metrics_by)
+
+    # -- anomalies ------------------------------------------------------------------------
+    def anomalies(self, *, window: str | None = None, last: str | None = None,
+                  by: str = "team", metric: str = "spend") -> AnomalyReport:  # fmt: skip
+        return self.anomalies_app.find(window=window, last=last, by=by, metric=metric)
+
+    def check_anomalies(self, at: datetime | None = None) -> AnomalyCheck:
+        return self.anomalies_app.check(at)
+
+    def record_anomalies(self, result: AnomalyCheck) -> int:
+        return self.anomalies_app.record(result)
 
     # -- the store itself -------------------------------------------------------------------
     def repair_store(self, *, dry_run: bool = False) -> list[Any]:

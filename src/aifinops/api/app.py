@@ -59,11 +59,15 @@ def create_app(settings: Settings, *, jobs: bool = True, metrics_ttl: float = 10
     app.state.server = server
     errors.install(app)
     _routes(app, server)
-    from aifinops.api import budgets, recommend
+    from aifinops.api import budgets, forecast, recommend
     from aifinops.api.admission import admission_router
 
     budgets.install(app, server, viewer, admin)
     recommend.install(app, server, viewer, admin)
+    forecast.install(app, server, viewer)
+    from aifinops.api import anomalies
+
+    anomalies.install(app, server, viewer)
     app.include_router(admission_router(server.gatekeeper))
     return app
 

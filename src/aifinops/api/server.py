@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from aifinops.api.jobs import Job, Scheduler
 from aifinops.config import Settings
 from aifinops.core.windows import align_up, from_ms, parse_duration
-from aifinops.outputs.metrics import ServerMetrics, budget_series, roi_series
+from aifinops.outputs.metrics import ServerMetrics, budget_series, projection_series, roi_series
 from aifinops.service import Service
 
 T = TypeVar("T")
@@ -48,9 +48,13 @@ class Server:
         self.budget_statuses: list[Any] = []
         self.roi: dict[str, Any] | None = None  # the recommendations job's last measurement
         self._recommended_at: float | None = None
+        self.projection: list[Any] = []  # the forecast job's monthly projection per scope
+        self._forecast_at: tuple[float, tuple[int, ...]] | None = None
+        self._anomalies_at: float | None = None  # the anomalies job's last run
         self.metrics = ServerMetrics(
             lambda: {**self.cached(("metrics",), lambda svc: svc.metrics_snapshot()),
-                     **budget_series(self.budget_statuses), **roi_series(self.roi)},
+                     **budget_series(self.budget_statuses), **roi_series(self.roi),
+                     **projection_series(self.projection)},
             metrics_ttl,
         )  # fmt: skip
         sources = settings.sources if jobs else []
@@ -61,7 +65,9 @@ class Server:
 
         self.gatekeeper = Gatekeeper(settings.admission, settings.attribution.rules())
         budget_jobs = [Job("budgets", 1.0, self._check_budgets), Job("alerts", 5.0, self._deliver),
-                       Job("recommendations", 10.0, self._recommend)]  # fmt: skip
+                       Job("recommendations", 10.0, self._recommend),
+                       Job("forecast", 10.0, self._forecast)]  # fmt: skip
+        budget_jobs.append(Job("anomalies", 10.0, self._check_anomalies))
         self.scheduler = Scheduler(
             ([Job("collect", 1.0, self._collect)] if sources else [])
             + (budget_jobs if jobs else [])
@@ -204,6 +210,52 @@ class Server:
         return (f"{len(result.findings)} finding(s), {len(kept.new)} new, "
                 f"{len(kept.resolved)} resolved; "
                 f"{report.realised_monthly:.2f} {report.currency} a month realised")  # fmt: skip
+
+    def _check_anomalies(self) -> str | None:
+        """Each `anomalies.every` (and at start, once there is data), where channels are
+        named: the anomalies of the last `anomalies.last` up to the newest sample, found on
+        the read-only store; each new one is recorded and queued once for the `alerts`
+        job to send."""
+        import time
+
+        cfg = self.settings.anomalies
+        every = parse_duration(cfg.every, what="anomalies.every").total_seconds()
+        if not cfg.channels or (self._anomalies_at is not None
+                                and time.monotonic() - self._anomalies_at < every):  # fmt: skip
+            return None
+        with self.reading() as svc:
+            if svc.data_extent() is None:
+                return None
+            self._anomalies_at = time.monotonic()
+            result = svc.check_anomalies()
+        if result.events:
+            with self.writing() as svc:
+                svc.record_anomalies(result)
+        found = sum(len(r.anomalies) for r in result.reports)
+        return f"{found} anomal{'y' if found == 1 else 'ies'}, {len(result.events)} new, " \
+               f"{result.queued} alert(s) queued"  # fmt: skip
+
+    def _forecast(self) -> str | None:
+        """Each `forecast.every` (and at start, once there is data, and after the data
+        change, at most every minute): this month's projected spend per scope, for
+        `ai_finops_monthly_cost_projection` on /metrics."""
+        import time
+
+        every = parse_duration(self.settings.forecast.every, what="forecast.every")
+        version = self.version()
+        now = time.monotonic()
+        if self._forecast_at is not None:
+            at, seen = self._forecast_at
+            if now - at < 60 or (seen == version and now - at < every.total_seconds()):
+                return None
+        with self.reading() as svc:
+            if svc.data_extent() is None:
+                return None
+            rows = svc.projection_series()
+        self._forecast_at = (now, version)
+        self.projection = rows
+        total = sum(mean for _, mean, _ in rows)
+        return f"{len(rows)} scope(s) projected, {total:,.2f} this month in all"
 
     def _deliver(self) -> str | None:
         """Send the alert deliveries that are due (off the store lock: a slow channel

@@ -17,6 +17,8 @@ from aifinops.core.model import (
     BUCKETS,
     IDLE,
     UNALLOCATED,
+    UNIT_COUNTS,
+    UNITS,
     CostReport,
     CostRow,
     IdlePolicy,
@@ -29,11 +31,12 @@ from aifinops.core.model import (
 )
 from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms, window_share
 from aifinops.core.pricing import NodeRule
+from aifinops.core.unit_keys import COUNTABLE_DIMENSIONS, unit_key
 from aifinops.core.windows import Window, align_up, from_ms, iso_z, parse_duration
 from aifinops.errors import UsageError
 from aifinops.store import facts as stored
 from aifinops.store.allocate import AllocationQuery, allocate, price_table
-from aifinops.store.units import counter_increases
+from aifinops.store.units import counts_jobs, ended_jobs, workload_increases
 
 SOURCES = ("telemetry", "opencost")
 
@@ -62,6 +65,10 @@ class Costs:
     def data_extent(self) -> tuple[int, int] | None:
         return stored.usage_extent(self.ctx.store)
 
+    def data_end(self) -> int | None:
+        """Where the newest samples end (their instant plus their duration)."""
+        return stored.usage_end(self.ctx.store)
+
     def utilization(self, lookback_ms: int) -> list[dict[str, Any]]:
         """Per node and GPU, its newest sample (within `lookback_ms` of the store's newest):
         the share of it the GPU was busy and who held it."""
@@ -76,6 +83,10 @@ class Costs:
                 "holders": r["holders"] or [],
             })  # fmt: skip
         return out
+
+    def counts_jobs(self, win: Window) -> bool:
+        """Whether the window holds job counts (a job counter's sample, a Slurm job's end)."""
+        return counts_jobs(self.ctx.store, win.start_ms, win.end_ms)
 
     def resolve_window(self, window: str | None, last: str | None) -> Window:
         """The window asked for, or the 7 days up to the newest sample in the store."""
@@ -126,11 +137,19 @@ class Costs:
     def _dimensions(self, q: CostQuery) -> tuple[str, ...]:
         dims = tuple(normalise_dimension(d) for d in q.by if d.strip())
         if q.unit is not None:
-            if q.unit not in ("tokens", "requests"):
+            if q.unit not in UNITS:
                 raise UsageError(f"unknown unit {q.unit!r}", where="--unit",
-                                 hint="tokens, requests")  # fmt: skip
-            if "model" not in dims:
+                                 hint=", ".join(UNITS))  # fmt: skip
+            if q.unit in ("tokens", "requests") and "model" not in dims:
                 raise UsageError("unit costs are per model", where="--unit", hint="add --by model")
+            other = [d for d in dims if d not in COUNTABLE_DIMENSIONS]
+            if q.unit in ("jobs", "minutes") and (other or not dims):
+                raise UsageError(
+                    f"jobs are counted per workload, not by {', '.join(other) or 'nothing'}",
+                    where="--by",
+                    hint="group by team, model (a job counter's queue), workload, namespace, "
+                    "project, ...",
+                )
             if q.step is not None:
                 raise UsageError("unit costs are for the whole window", where="--unit/--step")
         for d in dims:
@@ -162,7 +181,7 @@ class Costs:
         rows = [cost_row(r, dims, step_ms, win) for r in result.rows.to_pylist()]
         rows = [r for r in rows if r.gpu_hours or r.total_cost or r.idle_cost]
         if q.unit is not None:
-            rows = self._with_units(rows, win)
+            rows = self._with_units(rows, win, dims)
         rows.sort(key=lambda r: (r.start or "", any(r.is_bucket(b) for b in BUCKETS),
                                  -r.total_cost, tuple(r.key.values())))  # fmt: skip
         by_node = {r["node_id"]: r for r in nodes.to_pylist()}
@@ -213,15 +232,32 @@ class Costs:
             "the newest sample)"
         )
 
-    def _with_units(self, rows: list[CostRow], win: Window) -> list[CostRow]:
-        counts: dict[str, dict[str, float]] = {}
-        for r in counter_increases(self.ctx.store, win.start_ms, win.end_ms).to_pylist():
-            counts.setdefault(r["model"], {})[r["metric"]] = float(r["increase"] or 0.0)
+    def _with_units(self, rows: list[CostRow], win: Window, dims: tuple[str, ...]) -> list[CostRow]:
+        """Each row with what its scope counted in the window: the serving and job counters'
+        increases and the Slurm jobs that ended, each workload's put under the row the
+        allocation puts its GPU time in (`core.unit_keys`; a row's infrastructure
+        dimensions, which counters do not carry, are not matched)."""
+        rules = self.ctx.settings.attribution.rules()
+        keyed = tuple(d for d in dims if d in COUNTABLE_DIMENSIONS)
+        counts: dict[tuple[str, ...], dict[str, float]] = {}
+
+        def add(r: dict[str, Any], model: str | None, metric: str, amount: float) -> None:
+            key = unit_key(rules, keyed, r["workload_id"], model, r["namespace"],
+                           dict(r["labels"] or {}), dict(r["ns_labels"] or {}))  # fmt: skip
+            if key is not None and metric in UNIT_COUNTS:
+                got = counts.setdefault(key, {})
+                got[metric] = got.get(metric, 0.0) + amount
+
+        store, start, end = self.ctx.store, win.start_ms, win.end_ms
+        for r in workload_increases(store, start, end).to_pylist():
+            add(r, r["model"], r["metric"], float(r["increase"] or 0.0))
+        for r in ended_jobs(store, start, end).to_pylist():
+            add(r, None, "jobs", float(r["jobs"]))
         out = []
         for row in rows:
-            model = row.key.get("model")
-            if model in counts and not any(row.is_bucket(b) for b in BUCKETS):
-                row = replace(row, units=UnitCounts(**counts[model]))
+            key = tuple(row.key[d] for d in keyed)
+            if key in counts and not any(row.is_bucket(b) for b in BUCKETS):
+                row = replace(row, units=UnitCounts(**counts[key]))
             out.append(row)
         return out
 

@@ -1,8 +1,9 @@
 """What `/metrics` shows, read from the store at scrape time: costs per hour and per day by
-node and GPU model, per team and day, idle GPU-hours, GPU efficiency, unit costs per model,
-waste, unpriced GPU-hours and each source's freshness (outputs/metrics.py writes them in
-Prometheus' format). Windows end at the newest sample in the store, so a store that is
-read after its data ends still shows what it holds."""
+node and GPU model, per team and day, idle GPU-hours, GPU efficiency, unit costs per model
+(and per job and processing minute, by team and queue), waste, unpriced GPU-hours and each
+source's freshness (outputs/metrics.py writes them in Prometheus' format). Windows end at
+the newest sample in the store, so a store that is read after its data ends still shows
+what it holds."""
 
 from __future__ import annotations
 
@@ -105,6 +106,23 @@ class Metrics:
                 out.add("ai_finops_cost_per_1m_tokens", labels, costs["cost_per_1m_tokens"])
             if costs["cost_per_request"] is not None:
                 out.add("ai_finops_cost_per_request", labels, costs["cost_per_request"])
+        if self.costs.counts_jobs(Window(end - timedelta(hours=24), end)):
+            self._jobs(out, report(24, ("team", "model"), unit="jobs"))
+
+    def _jobs(self, out: MetricsSnapshot, queues: Any) -> None:
+        """Cost per job and per processing minute by team and queue (a job counter's queue
+        is where a model would be; Slurm jobs, which name none, are under
+        `__unallocated__`)."""
+        for r in queues.rows:
+            if r.units is None:
+                continue
+            costs = r.units.costs(r.total_cost, r.gpu_hours)
+            labels = {"queue": r.key["model"], "team": r.key["team"]}
+            if costs["cost_per_job"] is not None:
+                out.add("ai_finops_cost_per_job", labels, costs["cost_per_job"])
+            if costs["cost_per_processing_minute"] is not None:
+                out.add("ai_finops_cost_per_processing_minute", labels,
+                        costs["cost_per_processing_minute"])  # fmt: skip
 
     def _spot(self, out: MetricsSnapshot, day: Any) -> None:
         """What each on-demand node would have cost less on spot in the newest 24 hours of

@@ -99,6 +99,29 @@ def _optimize_app() -> typer.Typer:
 app.add_typer(_optimize_app(), name="optimize")
 
 
+def _anomalies_app() -> typer.Typer:
+    from aifinops.cli import anomalies
+
+    anomalies._hooks.update(service=lambda ro=False: _service(read_only=ro),
+                            console=lambda stderr=False: _console(stderr),
+                            emit=lambda data, fmt, **v: _emit(data, fmt, **v))  # fmt: skip
+    return anomalies.anomalies_app
+
+
+app.add_typer(_anomalies_app(), name="anomalies")
+
+
+def _forecast_app() -> typer.Typer:
+    from aifinops.cli import forecast
+
+    forecast._hooks.update(service=lambda ro=False: _service(read_only=ro),
+                           emit=lambda data, fmt, **v: _emit(data, fmt, **v))  # fmt: skip
+    return forecast.forecast_app
+
+
+app.add_typer(_forecast_app(), name="forecast")
+
+
 def _rule_thresholds() -> list[tuple[str, list[Any]]]:
     from aifinops.outputs.rules import BudgetThreshold
 
@@ -128,6 +151,8 @@ class Format(StrEnum):
 class Unit(StrEnum):
     tokens = "tokens"
     requests = "requests"
+    jobs = "jobs"
+    minutes = "minutes"
 
 
 class Server(StrEnum):
@@ -136,6 +161,7 @@ class Server(StrEnum):
     tgi = "tgi"
     triton = "triton"
     kserve = "kserve"
+    jobs = "jobs"
 
 
 class _State:
@@ -356,7 +382,8 @@ def ingest_inference(
         str | None, typer.Option(help="Model name for servers whose series name none (TGI).")
     ] = None,
 ) -> None:
-    """Load vLLM, SGLang, TGI, Triton or KServe counters: requests, tokens, serving time."""
+    """Load vLLM, SGLang, TGI, Triton, KServe or job-queue counters: requests, tokens, serving
+    time, jobs and their processing time."""
     _report_ingest(
         _service().ingest_inference(
             sources, server=server.value if server else None, at=at, pod=pod, model=model
@@ -767,7 +794,11 @@ def cost(
     ] = None,
     unit: Annotated[
         Unit | None,
-        typer.Option(help="With --by model: cost per 1M tokens or per request (DESIGN 2.10)."),
+        typer.Option(
+            help="With --by model: cost per 1M tokens or per request (DESIGN 2.10); "
+            "jobs / minutes: cost per job or per processing minute, by team, "
+            "queue (--by model), workload and the like."
+        ),
     ] = None,
     source: Annotated[
         str,

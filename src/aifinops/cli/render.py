@@ -205,14 +205,22 @@ def _cost_layout(report: CostReport, console: Console, detailed: bool) -> None:
 
 
 def unit_table(report: CostReport) -> Any:
-    """What each model served and what a request and 1M tokens cost (DESIGN 2.10)."""
+    """What each model (or queue) served and what a request, 1M tokens, a job and a minute of
+    job processing cost (DESIGN 2.10)."""
     from rich.table import Table
 
     table = Table(title="Unit costs", title_justify="left")
     for name in report.by:
         table.add_column(name.replace("_", " "))
-    for head in ("requests", "prompt tok", "gen tok", "$/request", "$/1M tok", "$/1M prompt",
-                 "$/1M gen", "$/GPU-h"):  # fmt: skip
+    counted = [r.units for r in report.rows if r.units is not None]
+    # job columns where jobs were counted; the serving ones where anything else was
+    jobs = any(u.jobs or u.processing_seconds for u in counted)
+    serving = not jobs or any(u.requests or u.prompt_tokens or u.generation_tokens
+                              for u in counted)  # fmt: skip
+    heads: tuple[str, ...] = ("requests", "prompt tok", "gen tok", "$/request", "$/1M tok",
+                              "$/1M prompt", "$/1M gen") if serving else ()  # fmt: skip
+    heads += ("jobs", "proc min", "$/job", "$/min") if jobs else ()
+    for head in (*heads, "$/GPU-h"):
         table.add_column(head, justify="right")
 
     def num(x: float | None, fmt: str = ",.4f") -> str:
@@ -221,18 +229,17 @@ def unit_table(report: CostReport) -> Any:
     for row in report.rows:
         if row.units is None:
             continue
-        c = row.units.costs(row.total_cost, row.gpu_hours)
-        table.add_row(
-            *(row.key[d] for d in report.by),
-            num(row.units.requests, ",.0f"),
-            num(row.units.prompt_tokens, ",.0f"),
-            num(row.units.generation_tokens, ",.0f"),
-            num(c["cost_per_request"], ",.6f"),
-            num(c["cost_per_1m_tokens"], ",.2f"),
-            num(c["cost_per_1m_prompt_tokens"], ",.2f"),
-            num(c["cost_per_1m_generation_tokens"], ",.2f"),
-            num(c["cost_per_gpu_hour"], ",.2f"),
-        )
+        u, c = row.units, row.units.costs(row.total_cost, row.gpu_hours)
+        cells = [num(u.requests, ",.0f"), num(u.prompt_tokens, ",.0f"),
+                 num(u.generation_tokens, ",.0f"), num(c["cost_per_request"], ",.6f"),
+                 num(c["cost_per_1m_tokens"], ",.2f"), num(c["cost_per_1m_prompt_tokens"], ",.2f"),
+                 num(c["cost_per_1m_generation_tokens"], ",.2f")] if serving else []  # fmt: skip
+        if jobs:
+            cells += [num(u.jobs, ",.1f"), num(u.processing_seconds / 60, ",.1f"),
+                      num(c["cost_per_job"], ",.6f"),
+                      num(c["cost_per_processing_minute"], ",.6f")]  # fmt: skip
+        table.add_row(*(row.key[d] for d in report.by), *cells,
+                      num(c["cost_per_gpu_hour"], ",.2f"))  # fmt: skip
     return table
 
 
@@ -404,6 +411,18 @@ def demo(result: DemoResult, console: Console) -> None:
                 f"projected {money(Decimal(p['amount']))} for the period",
                 markup=False,
             )
+    if result.forecast and result.forecast["total"]:
+        fc = result.forecast["total"]
+        month = fc["periods"][0]
+        low, high = month["interval80"]
+        console.print(
+            f"[bold]Forecast[/] (aifinops forecast --period-end): {month['start'][:7]} "
+            f"{money(Decimal(month['forecast']))} {result.forecast['currency']}, 80 % "
+            f"interval {money(Decimal(low))} – {money(Decimal(high))}; "
+            f"spent so far {money(Decimal(month['actual']))}"
+        )
+        console.print(f"  method: {fc['method']}" + (f" ({fc['note']})" if fc["note"] else ""),
+                      markup=False)  # fmt: skip
     if result.findings:
         from aifinops.core.recommend import total_saving
 

@@ -1,24 +1,16 @@
 """A budget's status at an instant (the `CostBudget` status fields), its projected period
 spend, and the alert events that status gives against what has fired before.
 
-The projection is a run-rate with weekday seasonality (until the forecasts issue replaces
-it), in four steps:
-1. the daily series: the complete local days before `at` (up to 28; a day without spend
-   between the first day with spend and `at` counts as zero);
-2. weekday factors: with 14 days or more, each weekday's mean over the series' mean
-   (1 for every weekday with fewer days);
-3. the base rate: the mean of the last 14 days with their weekday factor taken out; its
-   spread is those days' standard deviation (a day with no complete day before it uses the
-   rate of the hours so far, with a spread as large as the rate);
-4. the rest of the period: the rest of today and each day up to the period's end, each
-   the base times its weekday's factor; the interval adds each day's spread and the
-   base's own uncertainty (normal quantiles 1.2816 and 1.96); never below spend so far.
+The projection comes from the forecast (`core/forecast.py`): the daily series is the
+complete local days before `at` (up to HISTORY_DAYS; a day without spend between the first
+day with spend and `at` counts as zero); the method is chosen on it by backtest (with fewer
+than 14 days, the run-rate with weekday seasonality); the rest of the period is the rest of
+today and each day up to the period's end; the interval is the forecast's for that many
+days; never below spend so far.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -35,9 +27,7 @@ from aifinops.core.budgets import (
 
 Z80, Z95 = 1.2816, 1.96
 CENT = Decimal("0.01")
-HISTORY_DAYS = 28
-BASE_DAYS = 14
-SEASONAL_MIN_DAYS = 14
+HISTORY_DAYS = 56
 
 
 @dataclass(frozen=True)
@@ -49,10 +39,12 @@ class Projection:
     low95: Decimal
     high95: Decimal
     crossing: date | None  # the local day spend reached (or is expected to reach) the limit
+    note: str | None = None  # why the method is the run-rate (too little history)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
+            **({"note": self.note} if self.note else {}),
             "amount": _money(self.mean),
             "interval80": [_money(self.low80), _money(self.high80)],
             "interval95": [_money(self.low95), _money(self.high95)],
@@ -73,57 +65,38 @@ def project(
 ) -> Projection:
     """Projected spend for the whole period holding `at` (see the module's steps).
     `daily` is spend per local day, history before the period included."""
+    from aifinops.core.forecast import forecast
+
     tz = period.start.tzinfo
     local = at.astimezone(tz)
     today = local.date()
     midnight = datetime(today.year, today.month, today.day, tzinfo=tz)
     today_part = min(1.0, max(0.0, (local - midnight) / timedelta(days=1)))
-    # 1. the daily series
     seen = sorted(d for d, v in daily.items() if d < today and v)
-    series: list[tuple[date, float]] = []
-    if seen:
-        first = max(seen[0], today - timedelta(days=HISTORY_DAYS))
-        d = first
-        while d < today:
-            series.append((d, float(daily.get(d, 0))))
-            d += timedelta(days=1)
-    # 2. weekday factors
-    factor = dict.fromkeys(range(7), 1.0)
-    seasonal = len(series) >= SEASONAL_MIN_DAYS
-    if seasonal:
-        overall = statistics.fmean(v for _, v in series)
-        if overall > 0:
-            for wd in range(7):
-                values = [v for d, v in series if d.weekday() == wd]
-                if len(values) >= 2:
-                    factor[wd] = statistics.fmean(values) / overall
-    # 3. the base rate and its spread
-    recent = [(d, v) for d, v in series[-BASE_DAYS:] if factor[d.weekday()] > 0]
-    plain = [v / factor[d.weekday()] for d, v in recent]
-    if plain:
-        base = statistics.fmean(plain)
-        spread = statistics.stdev(plain) if len(plain) > 1 else base
-        used = len(plain)
-        method = (f"run-rate with weekday seasonality ({len(series)} days)" if seasonal
-                  else f"run-rate ({len(series)} days)")  # fmt: skip
-    else:
-        today_spend = float(daily.get(today, 0))
-        base = today_spend / today_part if today_part > 0.04 else 0.0
-        spread, used = base, 1
-        method = "run-rate of today's hours"
-    # 4. the rest of the period
-    rest: list[tuple[date, float]] = []  # (day, the share of it still to come)
-    if today < period.end.astimezone(tz).date():
+    first = max(seen[0], today - timedelta(days=HISTORY_DAYS)) if seen else today
+    values = [float(daily.get(first + timedelta(days=i), 0))
+              for i in range((today - first).days)]  # fmt: skip
+    # the rest of the period: (day, the share of it still to come)
+    rest: list[tuple[date, float]] = []
+    last = period.end.astimezone(tz).date()
+    if today < last:
         rest.append((today, 1.0 - today_part))
     d = today + timedelta(days=1)
-    while d < period.end.astimezone(tz).date():
+    while d < last:
         rest.append((d, 1.0))
         d += timedelta(days=1)
-    expected = [(d, base * factor[d.weekday()] * part) for d, part in rest]
+    today_spend = float(daily.get(today, 0))
+    partial = today_spend / today_part if today_part > 0.04 else 0.0
+    start = datetime(first.year, first.month, first.day, tzinfo=tz)
+    f = forecast(values, start=start, step=timedelta(days=1), horizon=max(1, len(rest)),
+                 partial=partial)  # fmt: skip
+    expected = [(d, f.steps[k].mean * part) for k, (d, part) in enumerate(rest)]
     mean = float(spend) + sum(v for _, v in expected)
-    var = sum((factor[d.weekday()] * part) ** 2 for d, part in rest) * spread**2
-    var += (sum(factor[d.weekday()] * part for d, part in rest) * spread) ** 2 / used
-    sd = math.sqrt(var)
+    whole = f.total(len(rest))
+    below80, above80 = whole.mean - whole.low80, whole.high80 - whole.mean
+    below95, above95 = whole.mean - whole.low95, whole.high95 - whole.mean
+    if not rest:
+        below80 = above80 = below95 = above95 = 0.0
 
     def dec(x: float) -> Decimal:
         return Decimal(repr(round(x, 6)))
@@ -131,8 +104,8 @@ def project(
     floor = float(spend)
     crossing = _crossing(daily, period, spend, limit, expected)
     return Projection(
-        method, dec(mean), dec(max(floor, mean - Z80 * sd)), dec(mean + Z80 * sd),
-        dec(max(floor, mean - Z95 * sd)), dec(mean + Z95 * sd), crossing,
+        f.method, dec(mean), dec(max(floor, mean - below80)), dec(mean + above80),
+        dec(max(floor, mean - below95)), dec(mean + above95), crossing, f.note,
     )  # fmt: skip
 
 

@@ -418,6 +418,15 @@ class AlertEvent:
     def text(self) -> str:
         return "\n".join([self.title(), *self.lines()])
 
+    def own_facts(self) -> list[tuple[str, str]] | None:
+        """(label, value) pairs a chat card shows instead of spend against a limit; None:
+        a budget's (an anomaly's alert gives its own)."""
+        return None
+
+    def own_summary(self) -> str | None:
+        """The line a chat message leads with, where not a budget's threshold."""
+        return None
+
 
 def money_words(amount: Decimal, currency: str) -> str:
     return f"{amount.quantize(Decimal('0.01')):,f} {currency}"
@@ -442,6 +451,10 @@ def event_to_dict(event: AlertEvent) -> dict[str, Any]:
 
 
 def event_from_dict(d: Mapping[str, Any]) -> AlertEvent:
+    if d.get("kind") == "anomaly":  # an anomaly's alert, queued on the same channels
+        from aifinops.core.anomaly_alert import anomaly_event_from_dict
+
+        return anomaly_event_from_dict(d)
     return AlertEvent(
         key=d["key"], action=d["action"], budget=d["budget"], alert=d["alert"],
         scope=d["scope"], threshold_percent=Decimal(d["threshold_percent"]), basis=d["basis"],

@@ -50,6 +50,8 @@ def served_models_note(served: list[dict[str, object]]) -> str | None:
     several = {w: rs for w, rs in by_workload.items() if len(rs) > 1}
     if several:
         how = {"tokens": "by tokens", "requests": "by requests (no tokens counted)",
+               "processing_seconds": "by job processing time (no tokens or requests)",
+               "jobs": "by jobs (no tokens, requests or processing time)",
                "even": "evenly (nothing counted)"}  # fmt: skip
         listed = "; ".join(
             f"{w} {how[str(rs[0]['basis'])]} ("
@@ -156,27 +158,42 @@ class CostRow:
                 "generation_tokens": self.units.generation_tokens,
                 "prefill_seconds": self.units.prefill_seconds,
                 "decode_seconds": self.units.decode_seconds,
+                "jobs": self.units.jobs,
+                "processing_seconds": self.units.processing_seconds,
                 **self.units.costs(self.total_cost, self.gpu_hours),
             }
         return out
 
 
 UNIT_COUNTS = ("requests", "prompt_tokens", "generation_tokens", "prefill_seconds",
-               "decode_seconds")  # fmt: skip
+               "decode_seconds", "jobs", "processing_seconds")  # fmt: skip
+# what each `--unit` counts, and the units columns a CSV of such a report adds
+UNITS = {
+    "tokens": ("prompt_tokens", "generation_tokens"),
+    "requests": ("requests",),
+    "jobs": ("jobs",),
+    "minutes": ("processing_seconds",),
+}
 
 
 @dataclass(frozen=True)
 class UnitCounts:
-    """What a scope served in a window (DESIGN §2.10): counter increases."""
+    """What a scope served in a window (DESIGN §2.10): counter increases. `jobs` are jobs
+    completed (a job counter's, or Slurm jobs that ended in the window, a job on several
+    nodes counted once); `processing_seconds` their processing time by the job counters."""
 
     requests: float = 0.0
     prompt_tokens: float = 0.0
     generation_tokens: float = 0.0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
+    jobs: float = 0.0
+    processing_seconds: float = 0.0
 
     def costs(self, cost: Decimal, gpu_hours: Decimal) -> dict[str, float | None]:
-        """Cost per request, per 1M tokens (all, prompt, generation) and per GPU-hour.
+        """Cost per request, per 1M tokens (all, prompt, generation), per GPU-hour, per job
+        and per processing minute (the scope's cost in the window over what it completed
+        in it).
 
         Prompt and generation tokens split the cost by prefill and decode time where the
         server reports them; without them only the cost per 1M tokens of both is given."""
@@ -192,6 +209,8 @@ class UnitCounts:
             "cost_per_1m_prompt_tokens": None,
             "cost_per_1m_generation_tokens": None,
             "cost_per_gpu_hour": float(cost / gpu_hours) if gpu_hours > 0 else None,
+            "cost_per_job": per(cost, self.jobs),
+            "cost_per_processing_minute": per(cost, self.processing_seconds, 60.0),
         }
         if busy > 0:
             prompt_cost = cost * Decimal(self.prefill_seconds / busy)
@@ -239,6 +258,10 @@ class CostReport:
                    "waste_cost")  # fmt: skip
         rows = [{**{k: v for k, v in r.to_dict().items() if k != "key"}, **r.key}
                 for r in self.rows]  # fmt: skip
+        if any(r.units is not None for r in self.rows):  # --unit: counts and unit costs inline
+            for row in rows:
+                row.update(row.pop("units", None) or {})
+            columns += (*UNIT_COUNTS, *UnitCounts().costs(ZERO, ZERO))
         return columns, rows
 
     @classmethod
@@ -260,7 +283,8 @@ class CostReport:
                 efficiency_signals=tuple(
                     s for s in (r.get("efficiency_signal") or "").split(", ") if s),
                 start=r.get("start"), end=r.get("end"),
-                units=UnitCounts(**{k: units[k] for k in UNIT_COUNTS}) if units else None,
+                units=UnitCounts(**{k: units.get(k, 0.0) for k in UNIT_COUNTS})
+                if units else None,
             ))  # fmt: skip
         unpriced = [
             UnpricedNode(node=u["node"], instance_type=u["instance_type"],

@@ -86,6 +86,8 @@ class DemoResult:
     budgets: list[dict[str, Any]] = field(default_factory=list)  # their status at the end
     # `optimize` over the last week: the open findings (overlaps marked), largest first
     findings: list[dict[str, Any]] = field(default_factory=list)
+    # `forecast --by "" --period-end`: the whole fleet's month
+    forecast: dict[str, Any] | None = None
 
 
 def demo_end(
@@ -144,6 +146,7 @@ def run_demo(
             budgets = [st.to_dict() for st in again.budget_statuses(window.end)]
             again.optimize()  # the recommendations, stored: `optimize list` shows them
             findings = again.recommendations()
+            forecast = again.forecast(by=(), period_end=True).to_dict(points=False)
         return DemoResult(
             db,
             str(config),
@@ -159,6 +162,7 @@ def run_demo(
             time.perf_counter() - began,
             budgets,
             findings,
+            forecast,
         )
     finally:
         svc.close()

@@ -26,8 +26,16 @@ HELP = {
     "ai_finops_waste_cost_daily": "Cost of held but idle GPU time, per team, newest 24 hours",
     "ai_finops_cost_per_1m_tokens": "Cost per 1M tokens served, per model, newest 24 hours",
     "ai_finops_cost_per_request": "Cost per request served, per model, newest 24 hours",
+    "ai_finops_cost_per_job": "Cost per completed job, per team and queue, newest 24 hours "
+    "(job counters' completed jobs; Slurm jobs that ended)",
+    "ai_finops_cost_per_processing_minute": "Cost per minute of job processing time, per team "
+    "and queue, newest 24 hours",
     "ai_finops_spot_savings_potential": "What an on-demand node would have cost less on spot, "
     "newest 24 hours (catalog spot price)",
+    "ai_finops_monthly_cost_projection": "This month's projected total spend per scope "
+    "(spent so far + the forecast of the rest; forecast.metrics_by, team by default)",
+    "ai_finops_monthly_cost_projection_high95": "The upper end of the 95 % interval of this "
+    "month's projected total spend per scope",
     "ai_finops_budget_limit": "The budget's limit for its period",
     "ai_finops_budget_spend": "The budget's spend so far in its period",
     "ai_finops_budget_utilization_ratio": "The budget's spend so far over its limit",
@@ -83,6 +91,15 @@ def savings_series(open_findings: Any, currency: str) -> Series:
     total = [({"currency": currency}, float(total_saving(open_findings)))]
     return {"ai_finops_recommendation_savings_monthly": per_rule,
             "ai_finops_savings_potential_monthly": total}  # fmt: skip
+
+
+def projection_series(rows: Any) -> Series:
+    """This month's projected spend per scope, from the server's last forecast."""
+    if not rows:
+        return {}
+    return {"ai_finops_monthly_cost_projection": [(labels, mean) for labels, mean, _ in rows],
+            "ai_finops_monthly_cost_projection_high95": [(labels, high) for labels, _, high
+                                                         in rows]}  # fmt: skip
 
 
 def roi_series(doc: Any) -> Series:

@@ -371,4 +371,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        14,
+        "anomalies: each anomaly alerted once, by its stable id",
+        [
+            """
+            CREATE TABLE anomaly_alerts (
+                id VARCHAR PRIMARY KEY,
+                metric VARCHAR NOT NULL,
+                scope VARCHAR NOT NULL,
+                step_ms BIGINT NOT NULL,
+                fired_ms BIGINT NOT NULL,
+                event VARCHAR NOT NULL
+            )
+            """,
+        ],
+    ),
 ]

@@ -50,7 +50,7 @@ def mrkdwn(text: str, limit: int) -> str:
 def _slack_blocks(event: AlertEvent) -> list[dict[str, Any]]:
     threshold = f"{event.threshold_percent.normalize():f}%"
     what = "resolved" if event.action == "resolve" else f"severity *{event.severity}*"
-    summary = (
+    summary = event.own_summary() or (
         f"Budget *{event.budget}*, alert `{event.alert}`: {event.basis} spend, "
         f"threshold {threshold}, {what}"
     )

@@ -15,6 +15,9 @@ def spend_percent(event: AlertEvent) -> Decimal:
 
 def facts(event: AlertEvent, joiner: str = "\n") -> list[tuple[str, str]]:
     """The event's details as (label, value) pairs, for fields and fact sets."""
+    own = event.own_facts()
+    if own is not None:
+        return own
     cur = event.currency
     out = [
         ("Scope", event.scope),

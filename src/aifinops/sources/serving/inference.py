@@ -12,9 +12,17 @@ Servers and the series read (counters, or the `_sum`/`_count` of histograms):
   `tgi_batch_forward_duration_sum` with `method="prefill"` / `"decode"`.
 - Triton: `nv_inference_request_success` (requests only).
 - KServe: `request_predict_seconds_count` (requests only).
+- Job queues (`jobs`: any worker or queue exporter): completed jobs from `job_completed_total`
+  (else `jobs_completed_total`, else `job_processed_total`), processing time from
+  `job_processing_seconds_total` (else the `_sum` of a `job_processing_seconds` or
+  `job_duration_seconds` histogram). Failed jobs (`job_failed_total`) are not completed jobs
+  and are not read.
 
 The model comes from `model_name` (vLLM, SGLang, KServe) or `model` (Triton); TGI serves one
-model, named with `--model` or the pod's `model` label.
+model, named with `--model` or the pod's `model` label. A job counter has no model: its queue
+(`queue_name`, `queue`, `service` or `app`, the first present) is stored where the model goes,
+so the unit-cost engine groups jobs by queue exactly as it groups tokens by model (and a
+worker pod that names no model takes its queue as its model, decision 0012).
 """
 
 from __future__ import annotations
@@ -24,8 +32,11 @@ from dataclasses import dataclass, field
 
 from aifinops.sources.exposition import Sample, finite, lines_named, parse
 
-METRICS = ("requests", "prompt_tokens", "generation_tokens", "prefill_seconds", "decode_seconds")
-SERVERS = ("vllm", "sglang", "tgi", "triton", "kserve")
+METRICS = ("requests", "prompt_tokens", "generation_tokens", "prefill_seconds", "decode_seconds",
+           "jobs", "processing_seconds")  # fmt: skip
+SERVERS = ("vllm", "sglang", "tgi", "triton", "kserve", "jobs")
+# the labels that name a job counter's queue, in order
+QUEUE_LABELS = ("queue_name", "queue", "service", "app")
 
 # (server, series name, label filter, our metric, scale); the first match per metric wins,
 # later entries are fallbacks for older servers
@@ -45,6 +56,12 @@ _MAP: list[tuple[str, str, dict[str, str], str, float]] = [
     ("tgi", "tgi_batch_forward_duration_sum", {"method": "decode"}, "decode_seconds", 1.0),
     ("triton", "nv_inference_request_success", {}, "requests", 1.0),
     ("kserve", "request_predict_seconds_count", {}, "requests", 1.0),
+    ("jobs", "job_completed_total", {}, "jobs", 1.0),
+    ("jobs", "jobs_completed_total", {}, "jobs", 1.0),
+    ("jobs", "job_processed_total", {}, "jobs", 1.0),
+    ("jobs", "job_processing_seconds_total", {}, "processing_seconds", 1.0),
+    ("jobs", "job_processing_seconds_sum", {}, "processing_seconds", 1.0),
+    ("jobs", "job_duration_seconds_sum", {}, "processing_seconds", 1.0),
 ]
 # time to first token and end-to-end latency, for servers without prefill/decode series
 _TTFT = {
@@ -62,6 +79,8 @@ _PREFIX = {
     "tgi_": "tgi",
     "nv_inference_": "triton",
     "request_predict_seconds": "kserve",
+    "job_": "jobs",
+    "jobs_": "jobs",
 }
 
 
@@ -92,7 +111,9 @@ def read_counters(
     server = server or detect_server(expo.samples)
     out = Counters(server, problems=list(expo.problems))
     if server is None:
-        out.problems.append(f"{where}: no vLLM, SGLang, TGI, Triton or KServe series found")
+        out.problems.append(
+            f"{where}: no vLLM, SGLang, TGI, Triton, KServe or job-queue series found"
+        )
         return out
     by_name: dict[str, list[Sample]] = defaultdict(list)
     for s in expo.samples:
@@ -100,16 +121,16 @@ def read_counters(
     raw: dict[tuple[str | None, str | None, str | None, str], float] = defaultdict(float)
 
     def key(s: Sample, metric: str) -> tuple[str | None, str | None, str | None, str]:
-        lab = s.labels
-        ns = lab.get("exported_namespace") or lab.get("namespace")
-        pod = lab.get("exported_pod") or lab.get("pod")
-        name = lab.get("model_name") or lab.get("model") or model
+        ns, pod, name = series_key(s.labels, model, server)
         return ns, pod, name, metric
 
     bad: list[int] = []  # the lines of the samples skipped
+    read: set[str] = set()  # the metrics an earlier (preferred) series name gave
     for srv, name, want, metric, scale in _MAP:
-        if srv != server:
+        if srv != server or metric in read:
             continue
+        if srv == "jobs" and name in by_name:
+            read.add(metric)  # one spelling per metric: two would count each job twice
         for s in by_name.get(name, []):
             if any(s.labels.get(k) != v for k, v in want.items()):
                 continue
@@ -148,12 +169,18 @@ def read_counters(
 
 def counter_queries() -> list[tuple[str, str, dict[str, str], str, float]]:
     """(server, series, label filter, our metric, scale) for every counter read through a
-    Prometheus API (where the older servers' TTFT/e2e stand-ins are not used)."""
+    Prometheus API (where the older servers' TTFT/e2e stand-ins are not used). A job
+    metric's later spellings are fallbacks: read one only where the earlier gave nothing."""
     return list(_MAP)
 
 
-def series_key(labels: dict[str, str], model: str | None = None) -> tuple[str | None, ...]:
-    """(namespace, pod, model) of a counter series, scraped directly or via Prometheus."""
+def series_key(
+    labels: dict[str, str], model: str | None = None, server: str | None = None
+) -> tuple[str | None, str | None, str | None]:
+    """(namespace, pod, model) of a counter series, scraped directly or via Prometheus; for
+    a job counter the "model" is its queue (QUEUE_LABELS)."""
     ns = labels.get("exported_namespace") or labels.get("namespace")
     pod = labels.get("exported_pod") or labels.get("pod")
+    if server == "jobs":
+        return ns, pod, next((labels[k] for k in QUEUE_LABELS if labels.get(k)), model)
     return ns, pod, labels.get("model_name") or labels.get("model") or model

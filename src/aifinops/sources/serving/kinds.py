@@ -14,7 +14,7 @@ from aifinops.sources.serving import inference
 class InferenceConfig(SourceConfig):
     kind: Literal["inference"] = "inference"
     url: str  # a model server's /metrics URL or a saved scrape
-    server: str | None = None  # vllm | sglang | tgi | triton | kserve (default: recognised)
+    server: str | None = None  # vllm | sglang | tgi | triton | kserve | jobs (default: recognised)
     pod: str | None = None  # namespace/pod the scrape came from, if not in its labels
     model: str | None = None  # the model of a server whose series name none (TGI)
 
@@ -23,7 +23,9 @@ class InferenceConfig(SourceConfig):
 class InferenceSource:
     kind: ClassVar[str] = "inference"
     mode: ClassVar[str] = "instant"
-    description: ClassVar[str] = "vLLM, SGLang, TGI, Triton or KServe /metrics: requests and tokens"
+    description: ClassVar[str] = (
+        "vLLM, SGLang, TGI, Triton, KServe or job-queue /metrics: requests, tokens, jobs"
+    )
     default_interval: ClassVar[str] = "1m"
     config: ClassVar[type[SourceConfig]] = InferenceConfig
 

@@ -159,9 +159,13 @@ class _Pull:
         from aifinops.sources.serving import inference
 
         acc: dict[tuple[Any, ...], float] = {}
+        read: set[str] = set()  # job metrics an earlier spelling gave (read one, not both)
         for server, name, want, metric, scale in inference.counter_queries():
+            if server == "jobs" and metric in read:
+                continue
             for series in self.pull(prom.selector(name, want)):
-                ns, pod, model = inference.series_key(series.labels)
+                read.add(metric)
+                ns, pod, model = inference.series_key(series.labels, server=server)
                 wid = f"{ns}/{pod}" if ns and pod else None
                 for ts, value in series.points:
                     if value == value and value >= 0:  # not NaN, not negative
