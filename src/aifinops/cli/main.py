@@ -940,7 +940,8 @@ def serve(
         typer.Option(
             "--jobs/--no-jobs",
             help="Run the periodic jobs: collect (the configured "
-            "sources), budget checks, alert deliveries.",
+            "sources), budget checks, alert deliveries, recommendations, anomalies, the "
+            "forecast's projection.",
         ),
     ] = True,
     metrics_cache: Annotated[
@@ -952,7 +953,8 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Run the REST API, /metrics, the admission webhook and the periodic jobs (collect,
-    budget checks, alert deliveries) in one process."""
+    budget checks, alert deliveries, recommendations, anomalies, the forecast's projection)
+    in one process."""
     import uvicorn
 
     from aifinops.api.app import create_app

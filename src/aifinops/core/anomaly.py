@@ -1,11 +1,13 @@
-"""Anomalies: a step (a day, or an hour) whose spend, GPU-hours, cost per 1M tokens or idle
-share leaves its expected band, each explained by the contributors that moved, in a
-drill-down (e.g. team -> workload -> node) whose parts sum exactly to the jump.
+"""Anomalies: a step (a day, or an hour) whose spend, GPU-hours, cost per 1M tokens, idle
+share or billed cost leaves its expected band, each explained by the contributors that
+moved, in a drill-down (e.g. team -> workload -> node, or provider -> SKU -> resource)
+whose parts sum exactly to the jump.
 
 1. The series. Each cell is one contributor's amounts in one step (cost, GPU-hours, idle
-   cost, tokens), under a path: the scope (a value of `--by`), then one value per level of
-   the drill-down. A metric is a numerator over a denominator of summed amounts (spend and
-   GPU-hours over 1), so a scope's value is a ratio of sums.
+   cost, tokens, a bill's pricing quantity), under a path: the scope (a value of `--by`),
+   then one value per level of the drill-down. A metric is a numerator over a denominator
+   of summed amounts (spend, billed cost and GPU-hours over 1), so a scope's value is a
+   ratio of sums.
 2. The expected value of step t is a linear reference of past steps, so that it is
    additive across contributors: daily, the mean of the same weekday over the previous 4
    weeks where 28 days of history exist, else the mean of the previous 7 days; hourly, the
@@ -22,10 +24,13 @@ drill-down (e.g. team -> workload -> node) whose parts sum exactly to the jump.
    sum to J as well. Parts are rounded to the metric's quantum (spend: the cent) and what
    rounding leaves of the parent's rounded part goes to the largest child, so each level
    sums exactly to its parent; each child's share of its parent's part likewise sums to 1.
-5. Tags: `new` (nothing in the reference steps), `ended` (nothing now), `price change` (a
-   node whose cost per GPU-hour moved by more than 0.5 %: its part split exactly into
-   volume = dHours x old rate and price = the rest, new hours x dRate), `new unpriced node`
-   (GPU-hours unpriced on a node that had none in the reference)."""
+5. Tags: `new` (nothing in the reference steps), `ended` (nothing now), `price change` (at
+   a level that carries quantities in one unit — a node's GPU-hours, a bill SKU's pricing
+   quantity, `Series.priced` — a contributor whose cost per unit moved by more than 0.5 %:
+   a cost metric's part split exactly into volume = dQuantity x old rate and price = the
+   rest, new quantity x dRate), `new unpriced node` (GPU-hours unpriced on a node that had
+   none in the reference), `bill restatement` (its lines for the step come from a billing
+   period that a later delivery replaced; the anomaly says which and when)."""
 
 from __future__ import annotations
 
@@ -47,35 +52,42 @@ MAD_SCALE = 1.4826  # MAD x this estimates a normal distribution's standard devi
 PRICE_MOVE = Decimal("0.005")  # a node's rate moving by more than this is a price change
 TOP = 10  # children shown per level; the rest as one `(n others)` part
 
-METRICS = ("spend", "gpu_hours", "cost_per_1m_tokens", "idle_share")
+METRICS = ("spend", "gpu_hours", "cost_per_1m_tokens", "idle_share", "billed")
+BILL_METRICS = ("billed",)  # read from the stored bills, not the allocation
+MONEY = ("spend", "billed")  # metrics in the currency: a price change splits their parts
 # the decimals each metric's figures are rounded to (spend to the cent)
-PLACES = {"spend": 2, "gpu_hours": 3, "cost_per_1m_tokens": 4, "idle_share": 6}
+PLACES = {"spend": 2, "gpu_hours": 3, "cost_per_1m_tokens": 4, "idle_share": 6, "billed": 2}
 # the least jump worth an anomaly, per metric, where the settings name none
 MIN_AMOUNT = {"spend": Decimal(50), "gpu_hours": Decimal(10),
-              "cost_per_1m_tokens": Decimal("0.5"), "idle_share": Decimal("0.05")}  # fmt: skip
+              "cost_per_1m_tokens": Decimal("0.5"), "idle_share": Decimal("0.05"),
+              "billed": Decimal(50)}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Amounts:
     """One contributor's amounts in one step. `cost` is the spend counted (idle shared in
-    where the idle policy shares it); `idle_cost` is the part of it that was idle."""
+    where the idle policy shares it; a bill's EffectiveCost); `idle_cost` is the part of it
+    that was idle; `quantity` a bill's PricingQuantity (one unit per SKU)."""
 
     cost: Decimal = ZERO
     gpu_hours: Decimal = ZERO
     idle_cost: Decimal = ZERO
     tokens: Decimal = ZERO
+    quantity: Decimal = ZERO
 
     def __add__(self, other: Amounts) -> Amounts:
         return Amounts(self.cost + other.cost, self.gpu_hours + other.gpu_hours,
-                       self.idle_cost + other.idle_cost, self.tokens + other.tokens)  # fmt: skip
+                       self.idle_cost + other.idle_cost, self.tokens + other.tokens,
+                       self.quantity + other.quantity)  # fmt: skip
 
     def over(self, n: int) -> Amounts:
         d = Decimal(n)
-        return Amounts(self.cost / d, self.gpu_hours / d, self.idle_cost / d, self.tokens / d)
+        return Amounts(self.cost / d, self.gpu_hours / d, self.idle_cost / d, self.tokens / d,
+                       self.quantity / d)  # fmt: skip
 
     @property
     def present(self) -> bool:
-        return bool(self.cost or self.gpu_hours or self.tokens)
+        return bool(self.cost or self.gpu_hours or self.tokens or self.quantity)
 
 
 def total(items: Iterable[Amounts]) -> Amounts:
@@ -92,7 +104,10 @@ FORMS: dict[str, tuple[Part, Part | None]] = {
     "gpu_hours": (lambda a: a.gpu_hours, None),
     "cost_per_1m_tokens": (lambda a: a.cost * 1_000_000, lambda a: a.tokens),
     "idle_share": (lambda a: a.idle_cost, lambda a: a.cost),
+    "billed": (lambda a: a.cost, None),
 }
+# the quantity a level's cost is priced by (see Series.priced)
+UNITS: dict[str, Part] = {"gpu_hours": lambda a: a.gpu_hours, "quantity": lambda a: a.quantity}
 
 
 def value(metric: str, a: Amounts) -> Decimal | None:
@@ -108,12 +123,16 @@ class Cell:
     step: int  # index into Series.steps
     path: tuple[str, ...]  # the scope, then one value per drill-down level
     amounts: Amounts
+    restated: tuple[str, ...] = ()  # the restated billing periods its lines come from
 
 
 @dataclass(frozen=True)
 class Series:
     """What the app read: consecutive steps (their starts, ms), the cells, and GPU-hours
-    run unpriced per (step, node) over the whole fleet."""
+    run unpriced per (step, node) over the whole fleet. `priced` names the levels that carry
+    quantities in one unit, each with the `UNITS` amount their cost is priced by (a node
+    by GPU-hours; a bill's SKU, and a resource under it, by pricing quantity): there a
+    moved cost per unit is a price change."""
 
     metric: str
     levels: tuple[str, ...]  # names of path's parts: ("team", "workload", "node")
@@ -122,6 +141,7 @@ class Series:
     first_judged: int  # steps before this index are history only
     cells: tuple[Cell, ...]
     unpriced: dict[tuple[int, str], Decimal] = field(default_factory=dict)
+    priced: dict[str, str] = field(default_factory=lambda: {"node": "gpu_hours"})
 
 
 @dataclass(frozen=True)
@@ -140,8 +160,8 @@ class Contributor:
     delta: Decimal  # its part of the jump, rounded; a level's parts sum to its parent's
     share: Decimal | None  # of its parent's part; None where that part is nought
     tags: tuple[str, ...] = ()
-    volume: Decimal | None = None  # a price change on a node: dHours x old rate
-    price: Decimal | None = None  # ... and the rest: new hours x dRate
+    volume: Decimal | None = None  # a price change: dQuantity x old rate
+    price: Decimal | None = None  # ... and the rest: new quantity x dRate
     children: tuple[Contributor, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +194,7 @@ class Anomaly:
     severity: str
     contributors: tuple[Contributor, ...]
     unpriced_nodes: tuple[str, ...] = ()
+    restated: tuple[str, ...] = ()  # the restatements the step's lines come from
 
     @property
     def direction(self) -> str:
@@ -188,7 +209,7 @@ class Anomaly:
             "delta": str(self.delta), "band": str(self.band),
             "relative": None if self.relative is None else str(self.relative),
             "reference": self.reference, "unpriced_nodes": list(self.unpriced_nodes),
-            "contributors": [c.to_dict() for c in self.contributors],
+            "restated": list(self.restated), "contributors": [c.to_dict() for c in self.contributors],
         }  # fmt: skip
 
 
@@ -276,12 +297,14 @@ def _explain(series: Series, cells_at: dict[tuple[str, int], list[Cell]], scope:
     # each path's amounts now and in each reference step
     now: dict[tuple[str, ...], Amounts] = defaultdict(Amounts)
     then: dict[tuple[str, ...], Amounts] = defaultdict(Amounts)
+    restated: dict[tuple[str, ...], set[str]] = defaultdict(set)  # in step t only
     for c in (c for step in {t, *steps} for c in cells_at.get((scope, step), ())):
-        for depth in range(2, len(c.path) + 1):
+        for depth in range(1, len(c.path) + 1):
             key = c.path[:depth]
             if c.step == t:
                 now[key] = now[key] + c.amounts
-            else:
+                restated[key] |= set(c.restated)
+            elif depth > 1:
                 then[key] = then[key] + c.amounts
     num, den = FORMS[metric]
 
@@ -298,7 +321,7 @@ def _explain(series: Series, cells_at: dict[tuple[str, int], list[Cell]], scope:
     ))  # fmt: skip
     actual_v, expected_v = value(metric, actual_s) or ZERO, e_ratio
     jump = _round(actual_v - expected_v, places)
-    paths = set(now) | set(then)
+    paths = {k for k in set(now) | set(then) if len(k) > 1}
 
     def children(prefix: tuple[str, ...], parent: Decimal) -> tuple[Contributor, ...]:
         depth = len(prefix)
@@ -314,7 +337,7 @@ def _explain(series: Series, cells_at: dict[tuple[str, int], list[Cell]], scope:
         for i in shown:
             k = keys[i]
             parts.append(_contributor(series, k, now[k], then[k].over(len(steps)),
-                                      rounded[i], parent, newly_unpriced,
+                                      rounded[i], bool(restated[k]), newly_unpriced,
                                       children(k, rounded[i])))  # fmt: skip
         rest_delta = sum((rounded[i] for i in rest), ZERO)
         if rest_delta:
@@ -336,11 +359,12 @@ def _explain(series: Series, cells_at: dict[tuple[str, int], list[Cell]], scope:
         relative=None if relative is None else _round(relative, 4), reference=label,
         severity="critical" if relative is None or abs(relative) >= 1 else "warning",
         contributors=children((scope,), jump), unpriced_nodes=newly_unpriced,
+        restated=tuple(sorted(restated[(scope,)])),
     )  # fmt: skip
 
 
 def _contributor(series: Series, key: tuple[str, ...], a: Amounts, e: Amounts,
-                 delta: Decimal, parent: Decimal, newly_unpriced: tuple[str, ...],
+                 delta: Decimal, restated: bool, newly_unpriced: tuple[str, ...],
                  kids: tuple[Contributor, ...]) -> Contributor:  # fmt: skip
     metric, places = series.metric, PLACES[series.metric]
     level = series.levels[len(key) - 1]
@@ -350,15 +374,19 @@ def _contributor(series: Series, key: tuple[str, ...], a: Amounts, e: Amounts,
     if e.present and not a.present:
         tags.append("ended")
     volume = price = None
-    if level == "node" and a.gpu_hours > 0 and e.gpu_hours > 0:
-        old, new = e.cost / e.gpu_hours, a.cost / a.gpu_hours
-        if old and abs(new - old) > PRICE_MOVE * old:
+    unit = series.priced.get(level)
+    q_now, q_then = (UNITS[unit](a), UNITS[unit](e)) if unit else (ZERO, ZERO)
+    if q_now > 0 and q_then > 0:
+        old, new = e.cost / q_then, a.cost / q_now
+        if old and abs(new - old) > PRICE_MOVE * abs(old):
             tags.append("price change")
-            if metric == "spend":
-                volume = _round((a.gpu_hours - e.gpu_hours) * old, places)
+            if metric in MONEY:
+                volume = _round((q_now - q_then) * old, places)
                 price = delta - volume
     if level == "node" and key[-1] in newly_unpriced:
         tags.append("new unpriced node")
+    if restated:
+        tags.append("bill restatement")
     actual, expected = value(metric, a), value(metric, e)
     return Contributor(level, key[-1], _round(actual or ZERO, places),
                        _round(expected or ZERO, places), delta, None, tuple(tags), volume, price,
