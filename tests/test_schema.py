@@ -27,7 +27,8 @@ DECLARED = {
 # the store's own bookkeeping, which no source writes
 BOOKKEEPING = {"schema_migrations", "ingest_log", "node_presence", "source_state", "price_cache",
                "api_tokens", "audit_log", "budgets", "budget_periods", "budget_alerts",
-               "alert_deliveries", "findings", "finding_events", "anomaly_alerts"}  # fmt: skip
+               "alert_deliveries", "findings", "finding_events", "anomaly_alerts",
+               "bill_restatements"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SerializeAsAny,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -263,6 +264,32 @@ class CommitmentConfig(_Strict):
     replaces_hourly: Decimal = Field(default=Decimal(0), ge=0, le=Decimal("1e9"))
     scope: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: dict[str, str]) -> dict[str, str]:
+        return {d: v for d, v in zip(_dimensions(list(value)), value.values(), strict=True)}
+
+    @model_validator(mode="after")
+    def _period(self) -> CommitmentConfig:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"{self.name}: end {self.end} is not after start {self.start}")
+        return self
+
+
+def _dimensions(names: list[str]) -> list[str]:
+    """Dimension names as the cost engine spells them ('gpu-model' -> 'gpu_model'), each
+    one known and named once: a typo is found by `config show`, not by the first run."""
+    from aifinops.core.model import ALL_DIMENSIONS, normalise_dimension
+
+    out = [normalise_dimension(n) for n in names]
+    for n in out:
+        if n not in ALL_DIMENSIONS:
+            raise ValueError(f"unknown dimension {n!r}; known: {', '.join(ALL_DIMENSIONS)}")
+    twice = sorted({n for n in out if out.count(n) > 1})
+    if twice:
+        raise ValueError(f"a dimension is named twice: {', '.join(twice)}")
+    return out
+
 
 class ForecastConfig(_Strict):
     """Forecasts: how far ahead by default, how much history they rest on, when a workload
@@ -276,6 +303,20 @@ class ForecastConfig(_Strict):
     metrics_by: list[str] = Field(default_factory=lambda: ["team"])
     # `serve` refreshes the projection this often
     every: str = "1h"
+
+    @field_validator("metrics_by")
+    @classmethod
+    def _metrics_by(cls, value: list[str]) -> list[str]:
+        return _dimensions(value)
+
+    @field_validator("commitments")
+    @classmethod
+    def _names(cls, value: list[CommitmentConfig]) -> list[CommitmentConfig]:
+        names = [c.name for c in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # each is added once: the same purchase twice would count its fee twice
+            raise ValueError(f"commitment names must be unique: {', '.join(twice)}")
+        return value
 
     @field_validator("horizon", "history", "every")
     @classmethod
@@ -298,16 +339,18 @@ class AnomaliesConfig(_Strict):
     """Anomalies (`aifinops anomalies`, `/api/v1/anomalies`): a step is anomalous when it
     leaves its band by more than `sensitivity` robust standard deviations, by at least
     `min_amount` of its metric (a mapping by metric: spend, gpu_hours, cost_per_1m_tokens,
-    idle_share; those not given keep their defaults) and by `min_relative` of what was
-    expected. `serve` checks the last `last` each `every` and alerts once per anomaly to
-    the `channels` named under `channels:`."""
+    idle_share, billed; those not given keep their defaults) and by `min_relative` of what
+    was expected. `serve` checks the last `last` each `every` and alerts once per anomaly to
+    the `channels` named under `channels:`; `metrics` are scoped by `by`, except `billed`
+    (the stored bills), by `bills_by` (provider, account, sub_account or service)."""
 
-    sensitivity: float = Field(default=4.0, gt=0, le=100)
+    sensitivity: float = Field(default=4.0, gt=0, le=100, allow_inf_nan=False)
     min_amount: dict[str, Decimal] = Field(default_factory=dict)
     min_relative: Decimal = Field(default=Decimal("0.2"), ge=0, le=100)
     channels: list[str] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=lambda: ["spend"])
     by: str = "team"
+    bills_by: str = "provider"
     every: str = "1h"
     last: str = "7d"
 
@@ -333,10 +376,30 @@ class AnomaliesConfig(_Strict):
                 raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
         return value
 
+    @field_validator("bills_by")
+    @classmethod
+    def _bills_by(cls, value: str) -> str:
+        from aifinops.core.anomaly import BILL_SCOPES
+
+        if value not in BILL_SCOPES:
+            raise ValueError(f"unknown bill dimension {value!r}; known: {', '.join(BILL_SCOPES)}")
+        return value
+
     @field_validator("every", "last")
     @classmethod
     def _duration(cls, value: str) -> str:
         return RoiConfig._duration(value)
+
+    @field_validator("by")
+    @classmethod
+    def _by(cls, value: str) -> str:
+        from aifinops.core.anomaly import BILL_SCOPES
+        from aifinops.core.model import normalise_dimension
+
+        if normalise_dimension(value) in BILL_SCOPES:  # the bills' own, for `billed`
+            return normalise_dimension(value)
+        (dim,) = _dimensions([value])
+        return dim
 
 
 class Settings(_Strict):
@@ -401,6 +464,20 @@ class Settings(_Strict):
             parse_budgets(value, "budgets")  # each one checked as `budget apply` would
         except ConfigError as error:
             raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("anomalies")
+    @classmethod
+    def _anomaly_channels(cls, value: AnomaliesConfig, info: ValidationInfo) -> AnomaliesConfig:
+        """Each of `anomalies.channels` named under `channels:` (else the check fails at
+        its first anomaly, in the server's log)."""
+        named = info.data.get("channels") or {}
+        missing = [n for n in value.channels if n not in named]
+        if missing:
+            raise ValueError(
+                f"channels: no channel named {', '.join(map(repr, missing))} under "
+                f"`channels:` (named: {', '.join(named) or 'none'})"
+            )
         return value
 
     @model_validator(mode="after")

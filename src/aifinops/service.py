@@ -437,7 +437,7 @@ class Service:
 
     # -- anomalies ------------------------------------------------------------------------
     def anomalies(self, *, window: str | None = None, last: str | None = None,
-                  by: str = "team", metric: str = "spend") -> AnomalyReport:  # fmt: skip
+                  by: str | None = None, metric: str = "spend") -> AnomalyReport:  # fmt: skip
         return self.anomalies_app.find(window=window, last=last, by=by, metric=metric)
 
     def check_anomalies(self, at: datetime | None = None) -> AnomalyCheck:

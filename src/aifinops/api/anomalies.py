@@ -21,13 +21,16 @@ def install(app: FastAPI, server: Server, viewer: Callable[..., Caller]) -> None
         _: Viewer,
         window: str | None = None,
         last: str | None = None,
-        by: str = "team",
+        by: str | None = None,
         metric: str = "spend",
     ) -> dict[str, Any]:
         """Each complete step of the window (default: the 7 days up to the newest sample;
         hourly for 2 days or less) whose `metric` (spend, gpu_hours, cost_per_1m_tokens,
-        idle_share) left its band, by `by`; each with its contributors (scope -> workload
-        -> node), their parts of the jump (summing to it) and their shares and tags."""
+        idle_share; billed: the stored bills' EffectiveCost per day) left its band, by `by`
+        (default team; billed: provider, account, sub_account or service, default
+        provider); each with its contributors (scope -> workload -> node; billed: scope ->
+        sku -> resource), their parts of the jump (summing to it) and their shares and
+        tags."""
         return server.cached(  # type: ignore[no-any-return]
             ("anomalies", window, last, by, metric),
             lambda s: s.anomalies(window=window, last=last, by=by, metric=metric).to_dict(),

@@ -34,7 +34,7 @@ def install(app: FastAPI, server: Server, viewer: Callable[..., Caller]) -> None
         sample to the horizon (`30d` by default) or to the month's end (`period_end`),
         with 80 % and 95 % intervals; each month's total (spent so far + the rest); the
         method chosen per series by backtest, and the known changes it honoured."""
-        when = parse_instant(at, what="at") if at else None
+        when = None if at is None else parse_instant(at, what="at")
         dims = _by(by)
         result = server.cached(
             ("forecast", dims, horizon, period_end, history, at),
@@ -44,11 +44,15 @@ def install(app: FastAPI, server: Server, viewer: Callable[..., Caller]) -> None
         return result.to_dict(points=points)  # type: ignore[no-any-return]
 
     @app.get("/api/v1/forecast/backtest", tags=["forecast"])
-    def backtest(_: Viewer, by: str = "team", history: str = "400d") -> dict[str, Any]:
+    def backtest(
+        _: Viewer, by: str = "team", history: str = "400d", at: str | None = None
+    ) -> dict[str, Any]:
         """MAPE and sMAPE of the month-end total forecast 7, 14 and 21 days into each
-        complete month of the history, beside the run-rate's, and the intervals' coverage."""
+        complete month of the history (up to `at`, default the newest sample), beside the
+        run-rate's, and the intervals' coverage."""
+        when = None if at is None else parse_instant(at, what="at")
         dims = _by(by)
         return server.cached(  # type: ignore[no-any-return]
-            ("forecast-backtest", dims, history),
-            lambda s: s.forecast_backtest(by=dims, history=history),
+            ("forecast-backtest", dims, history, at),
+            lambda s: s.forecast_backtest(by=dims, history=history, at=when),
         )

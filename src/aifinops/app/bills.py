@@ -24,7 +24,7 @@ from aifinops.core.reconcile import (
     resource_key,
     scale_to_bill,
 )
-from aifinops.core.windows import Window, from_ms, iso_ms, month_bounds
+from aifinops.core.windows import Window, from_ms, iso_ms, month_bounds, to_ms
 from aifinops.errors import UsageError
 from aifinops.outputs.chargeback import write_chargeback
 from aifinops.sources.inputs import file_digest
@@ -115,8 +115,11 @@ class Bills:
                 todo[0][2].notes.append(manifest.note)
                 replace = replace or manifest.complete
             with store.transaction():
+                names = ", ".join(p.name for p, _, _ in todo)
                 written = stored_bills.store_delivery(store, stage, replace=replace,
-                                                      repeats=bool(repeats))  # fmt: skip
+                                                      repeats=bool(repeats),
+                                                      at_ms=to_ms(self.ctx.clock()),
+                                                      source=names)  # fmt: skip
                 for r in written:
                     todo[0][2].notes.append(_period_note(r))
                 for path, digest, result in todo:

@@ -35,7 +35,7 @@ from aifinops.core.forecast import (
     period_backtest,
     summarise,
 )
-from aifinops.core.model import BUCKETS
+from aifinops.core.model import BUCKETS, normalise_dimension
 from aifinops.core.windows import align_down, from_ms, iso_z, parse_duration
 from aifinops.errors import UsageError
 
@@ -158,10 +158,10 @@ class Forecasts:
         if horizon and period_end:
             raise UsageError("give --horizon or --period-end, not both",
                              where="--horizon/--period-end")  # fmt: skip
-        reach = parse_duration(horizon or cfg.horizon, what="--horizon")
+        reach = parse_duration(cfg.horizon if horizon is None else horizon, what="--horizon")
         if not timedelta(hours=1) <= reach <= MAX_HORIZON:
             raise UsageError(f"a horizon from 1h to 366d, not {horizon!r}", where="--horizon")
-        back = parse_duration(history or cfg.history, what="--history")
+        back = parse_duration(cfg.history if history is None else history, what="--history")
         if not timedelta(days=1) <= back <= timedelta(days=3 * 366):
             raise UsageError(f"a history from 1d to 3 years, not {history!r}", where="--history")
         now = self._now(at)
@@ -177,9 +177,15 @@ class Forecasts:
         # model's history no longer than `back`
         self._back = int(back / step)
         start = min(align_down(origin - back, step), month_start(origin))
-        dims = tuple(by)
+        dims = _dimensions(by)
         series = self._series(dims, start, now, step)
         notes: list[str] = []
+        asked = at or self.ctx.clock()
+        if asked - now >= timedelta(days=1):  # a collector that stopped: say how long ago
+            notes.append(
+                f"the newest sample ends {iso_z(now)}, {(asked - now).days} day(s) "
+                f"before {'--at' if at else 'now'}: the forecast starts there"
+            )
         quiet = sorted("/".join(v for _, v in k) for k, s in series.items()
                        if not any(v > 0 for v in s.values.values()))  # fmt: skip
         if quiet:
@@ -217,6 +223,11 @@ class Forecasts:
                 hint="ingest some (aifinops ingest ...) or run `aifinops demo`")  # fmt: skip
         newest = from_ms(self.costs.data_end() or extent[1] + 1)
         self._data_start = from_ms(extent[0])
+        if at is not None and at <= self._data_start:
+            raise UsageError(
+                f"{iso_z(at)} is not after the first sample ({iso_z(self._data_start)}): "
+                "there is no history to forecast from", where="--at",
+                hint=f"a time from {iso_z(self._data_start)} to {iso_z(newest)}")  # fmt: skip
         now = at or self.ctx.clock()
         return min(now, newest)
 
@@ -228,8 +239,9 @@ class Forecasts:
         by the hour are too many rows to be worth it), each day's spend of a workload
         spread evenly over its hours: only the ended workloads' part is read from it."""
         span = f"{start.isoformat()},{now.isoformat()}"
-        by_workload = self.costs.cost(CostQuery(window=span, step="1d",
-                                                by=(*dims, "workload"))).rows  # fmt: skip
+        # by workload too (once: `--by workload` names it already)
+        levels = dims if "workload" in dims else (*dims, "workload")
+        by_workload = self.costs.cost(CostQuery(window=span, step="1d", by=levels)).rows
         out: dict[tuple[tuple[str, str], ...], _Series] = defaultdict(_Series)
         per_day = int(timedelta(days=1) / step)
         last = int((now - start) / step)  # the step in progress
@@ -293,9 +305,11 @@ class Forecasts:
         first = seen[0] if seen else current
         hist = [max(0.0, values.get(i, 0.0)) for i in range(first, current)]
         so_far = max(0.0, values.get(current, 0.0))
-        part = (now - origin) / step
+        # the rate of the step in progress over the part of it the data cover (a store
+        # whose first sample is at 22:00 has spent two hours' worth by midnight, not 24)
+        seen_part = (now - max(origin, self._data_start)) / step
         horizon = max(1, math.ceil((end - origin) / step))
-        partial = so_far / part if part > 0.04 else None
+        partial = so_far / seen_part if seen_part > 0 else None
         f = forecast(hist, start=start + step * first, step=step, horizon=horizon,
                      methods=methods, partial=partial)  # fmt: skip
         steps = list(f.steps)
@@ -347,24 +361,29 @@ class Forecasts:
         on-demand spend it replaces, never below nothing), to the scope it names, or to a
         row of its own where no scope matches."""
         for c in self.ctx.settings.forecast.commitments:
+            begin = datetime(c.start.year, c.start.month, c.start.day, tzinfo=UTC)
+            stop = (datetime(c.end.year, c.end.month, c.end.day, tzinfo=UTC) if c.end
+                    else datetime.max.replace(tzinfo=UTC))  # fmt: skip
+            if begin >= end or stop <= origin:
+                continue  # not in the horizon: no row of its own for nothing
             target = None
+            scope = {normalise_dimension(d): v for d, v in c.scope.items()}
             if into_total:
                 target = scopes[0]
             else:
+                # the scope the commitment lies in: it must name every dimension of `by`
+                # (one naming fewer spans several scopes, and gets a row of its own)
                 for s in scopes:
-                    if all(s.key.get(d) == v for d, v in c.scope.items() if d in dims):
+                    if all(d in scope and s.key.get(d) == scope[d] for d in dims):
                         target = s
                         break
             if target is None:
-                key = {d: c.scope.get(d, f"(commitment {c.name})") for d in dims}
+                key = {d: scope.get(d, f"(commitment {c.name})") for d in dims}
                 empty = _Series()
                 target = self._scope(key, empty, start, origin, now, end, step, methods, notes)
                 scopes.append(target)
             per_step = float(c.monthly_fee) * 12 / 365 * (step / timedelta(days=1))
             replaces = float(c.replaces_hourly) * (step / timedelta(hours=1))
-            begin = datetime(c.start.year, c.start.month, c.start.day, tzinfo=UTC)
-            stop = (datetime(c.end.year, c.end.month, c.end.day, tzinfo=UTC) if c.end
-                    else datetime.max.replace(tzinfo=UTC))  # fmt: skip
             extra = []
             for k, s in enumerate(target.steps):
                 t = target.forecast.at(k)
@@ -393,6 +412,9 @@ class Forecasts:
         """For each scope, the month-end total forecast 7, 14 and 21 days into every
         complete month of the store's history, against the actual and the run-rate."""
         back = parse_duration(history, what="--history")
+        if back < timedelta(days=28):  # shorter than any month: none to backtest
+            raise UsageError(f"a history of at least 28d (a whole month), not {history!r}",
+                             where="--history")  # fmt: skip
         now = self._now(at)
         step = timedelta(days=1)
         origin = align_down(now, step)
@@ -400,7 +422,7 @@ class Forecasts:
         start = max(align_down(origin - back, step), align_down(self._data_start, step))
         if start < self._data_start:
             start += step
-        dims = tuple(by)
+        dims = _dimensions(by)
         out: dict[str, Any] = {
             "from": iso_z(start), "to": iso_z(origin), "by": list(dims),
             "checkpoints": list(CHECKPOINTS), "scopes": [], "notes": [],
@@ -445,3 +467,9 @@ class Forecasts:
         return [({**s.key, "currency": cur}, round(s.periods[0].total.mean, 6),
                  round(s.periods[0].total.high95, 6))
                 for s in result.scopes if s.periods]  # fmt: skip
+
+
+def _dimensions(by: Sequence[str]) -> tuple[str, ...]:
+    """`--by` as the cost engine's column names ('gpu-model', ' Team ' -> 'gpu_model',
+    'team'): the scopes' keys are read back under these names."""
+    return tuple(normalise_dimension(d) for d in by if d.strip())

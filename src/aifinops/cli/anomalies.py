@@ -31,15 +31,26 @@ def anomalies(
     ctx: typer.Context,
     window: Annotated[str | None, typer.Option(help="START,END (ISO 8601).")] = None,
     last: Annotated[str | None, typer.Option(help="A window ending now, e.g. 7d.")] = None,
-    by: Annotated[str, typer.Option(help="team, model, namespace, ... (the scopes).")] = "team",
+    by: Annotated[
+        str | None,
+        typer.Option(
+            help="The scopes: team (default), model, namespace, ...; with --metric "
+            "billed: provider (default), account, sub_account or service."
+        ),
+    ] = None,
     metric: Annotated[
-        str, typer.Option(help="spend, gpu_hours, cost_per_1m_tokens or idle_share.")
+        str,
+        typer.Option(
+            help="spend, gpu_hours, cost_per_1m_tokens, idle_share (the allocation) "
+            "or billed (the stored bills' EffectiveCost per day)."
+        ),
     ] = "spend",
     fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
 ) -> None:
     """Each complete step of the window (default: the 7 days up to the newest sample;
     hourly steps for 2 days or less) whose value left its band, with its contributors
-    (scope -> workload -> node) and each one's part of the jump."""
+    (scope -> workload -> node; billed: scope -> sku -> resource) and each one's part of
+    the jump."""
     if ctx.invoked_subcommand is not None:
         return
     from aifinops.errors import UsageError
@@ -64,6 +75,7 @@ def anomalies(
         lines.append(f"{a['start']} {a['scope']}: {a['direction']} {a['delta']} "
                      f"(expected {a['expected']}, {a['reference']})")  # fmt: skip
         lines += _tree(a["contributors"], "  ")
+        lines += [f"  bill restated: {r}" for r in a.get("restated", [])]
     lines += [f"note: {n}" for n in report.notes]
     _hooks["emit"](rows, "table", title=f"Anomalies {doc['window']['start']} → "
                    f"{doc['window']['end']}", columns=columns, summary=lines)  # fmt: skip

@@ -38,7 +38,7 @@ def _by(text: str) -> tuple[str, ...]:
 def _at(text: str | None) -> Any:
     from aifinops.core.windows import parse_instant
 
-    return parse_instant(text, what="--at") if text else None
+    return None if text is None else parse_instant(text, what="--at")
 
 
 def _scope(key: dict[str, str]) -> str:

@@ -29,8 +29,8 @@ whose parts sum exactly to the jump.
    quantity, `Series.priced` — a contributor whose cost per unit moved by more than 0.5 %:
    a cost metric's part split exactly into volume = dQuantity x old rate and price = the
    rest, new quantity x dRate), `new unpriced node` (GPU-hours unpriced on a node that had
-   none in the reference), `bill restatement` (its lines for the step come from a billing
-   period that a later delivery replaced; the anomaly says which and when)."""
+   none in the reference), `bill restatement` (a later delivery of its billing period
+   changed its lines for the step, `Cell.restated`; the anomaly says which and when)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ TOP = 10  # children shown per level; the rest as one `(n others)` part
 
 METRICS = ("spend", "gpu_hours", "cost_per_1m_tokens", "idle_share", "billed")
 BILL_METRICS = ("billed",)  # read from the stored bills, not the allocation
+BILL_SCOPES = ("provider", "account", "sub_account", "service")  # their `--by`
 MONEY = ("spend", "billed")  # metrics in the currency: a price change splits their parts
 # the decimals each metric's figures are rounded to (spend to the cent)
 PLACES = {"spend": 2, "gpu_hours": 3, "cost_per_1m_tokens": 4, "idle_share": 6, "billed": 2}
@@ -209,7 +210,8 @@ class Anomaly:
             "delta": str(self.delta), "band": str(self.band),
             "relative": None if self.relative is None else str(self.relative),
             "reference": self.reference, "unpriced_nodes": list(self.unpriced_nodes),
-            "restated": list(self.restated), "contributors": [c.to_dict() for c in self.contributors],
+            "restated": list(self.restated),
+            "contributors": [c.to_dict() for c in self.contributors],
         }  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from aifinops.core.anomaly import PLACES, Anomaly
+from aifinops.core.anomaly import MONEY, PLACES, Anomaly
 from aifinops.core.budgets import HUNDRED, AlertEvent, Channel, event_to_dict, money_words
 from aifinops.core.windows import iso_z
 
@@ -28,7 +28,7 @@ class AnomalyEvent(AlertEvent):
         return (self.spend / self.limit * HUNDRED).quantize(Decimal("0.1"))
 
     def _figure(self, x: Decimal) -> str:
-        return money_words(x, self.currency) if self.metric == "spend" else f"{x:f}"
+        return money_words(x, self.currency) if self.metric in MONEY else f"{x:f}"
 
     def title(self) -> str:
         word = "spike" if self.delta > 0 else "drop"

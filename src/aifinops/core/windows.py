@@ -23,7 +23,10 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
             where=what,
             hint="use a number and a unit: 1m, 15m, 1h, 1d, 7d, 2w",
         )
-    amount, unit = int(match.group(1)), match.group(2)
+    digits, unit = match.group(1).lstrip("0") or "0", match.group(2)
+    if len(digits) > 15:  # past any store's reach, and past what int() reads at 4,300 digits
+        raise UsageError(f"{what} {text!r} is longer than 100 years", where=what)
+    amount = int(digits)
     if amount <= 0:
         raise UsageError(f"{what} must be positive, got {text!r}", where=what)
     seconds = amount * _UNIT_SECONDS[unit]
@@ -59,7 +62,10 @@ def parse_time(
             continue
         if value.tzinfo is None:
             value = value.replace(tzinfo=tz)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 moved past datetime's range by its offset
+            break
     raise ValueError(f"cannot read time {raw!r}")
 
 

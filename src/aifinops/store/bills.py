@@ -73,7 +73,13 @@ def repeats_in_stage(store: Store, stage: str) -> dict[str, tuple[int, int]]:
 
 
 def store_delivery(
-    store: Store, stage: str, *, replace: bool = False, repeats: bool = True
+    store: Store,
+    stage: str,
+    *,
+    replace: bool = False,
+    repeats: bool = True,
+    at_ms: int = 0,
+    source: str = "",
 ) -> list[PeriodWritten]:
     """Write a staged delivery (call inside a transaction). A line repeated in it is kept
     once, from the first file (by name) that has it; `repeats=False` (`repeats_in_stage`
@@ -87,7 +93,10 @@ def store_delivery(
     3. where none of its line ids is stored, it is another part of the same delivery (a CUR
        in several files, given one by one): its lines are added;
     4. where it holds every stored line id of the period, it restates the period;
-    5. otherwise it cannot be told apart: `AmbiguousDelivery`, and nothing is deleted."""
+    5. otherwise it cannot be told apart: `AmbiguousDelivery`, and nothing is deleted.
+
+    What a restatement changes (per charge day, SKU and resource) is kept in
+    `bill_restatements` with `at_ms` and `source`."""
     done = []
     periods = store.raw(
         f'SELECT DISTINCT provider, billing_account_id, {_PERIOD} FROM "{stage}" ORDER BY 1, 2, 3'
@@ -105,6 +114,7 @@ def store_delivery(
         after = store.raw(f'SELECT sum(billed_cost), count(*) FROM "{stage}" WHERE {_SAME_PERIOD}',
                           params)[0]  # fmt: skip
         if action == "restated":
+            _record_restatement(store, stage, params, at_ms, source)
             store.raw(f"DELETE FROM cost_lines WHERE {_SAME_PERIOD}", params)
         elif action == "stored":
             store.raw(f'DELETE FROM "{stage}" WHERE {_SAME_PERIOD}', params)
@@ -241,3 +251,67 @@ def extent(store: Store) -> tuple[int, int] | None:
     """The first and last instant the stored bills charge for (None: no bill)."""
     row = store.raw("SELECT min(charge_period_start_ms), max(charge_period_end_ms) FROM cost_lines")
     return None if not row or row[0][0] is None else (int(row[0][0]), int(row[0][1]))
+
+
+def _record_restatement(store: Store, stage: str, params: list[Any], at_ms: int,
+                        source: str) -> None:  # fmt: skip
+    """Before a restated period is replaced: keep each charge day, SKU and resource whose
+    EffectiveCost the delivery changes, with both sums (the stage's repeats counted once)."""
+    day = f"charge_period_start_ms // {DAY_MS} * {DAY_MS}"
+    store.raw(
+        f"""
+        INSERT INTO bill_restatements
+        SELECT ?, ?, ?, ?, day, sku_id, resource_id, sum(before), sum(after), ?
+        FROM (
+            SELECT {day} AS day, sku_id, resource_id, coalesce(effective_cost, 0) AS before,
+                   0 AS after
+            FROM cost_lines WHERE {_SAME_PERIOD}
+            UNION ALL
+            SELECT {day}, sku_id, resource_id, 0, coalesce(effective_cost, 0)
+            FROM "{stage}" WHERE {_SAME_PERIOD}
+            QUALIFY row_number() OVER (PARTITION BY line_hash ORDER BY source) = 1
+        )
+        GROUP BY day, sku_id, resource_id HAVING sum(before) <> sum(after)
+        """,
+        [*params, at_ms, source, *params, *params],
+    )
+
+
+def restated_cells(store: Store) -> list[tuple[Any, ...]]:
+    """Per billing period (provider, account, start), charge day, SKU and resource, when
+    restatements changed its EffectiveCost (a list of instants, oldest first)."""
+    return store.raw(
+        "SELECT provider, billing_account_id, period_start_ms, charge_day_ms, sku_id, "
+        "resource_id, list(DISTINCT restated_ms ORDER BY restated_ms) FROM bill_restatements "
+        "GROUP BY ALL"
+    )
+
+
+def effective_by_day(store: Store, by: str, start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
+    """EffectiveCost and PricingQuantity summed per UTC day of the charge period's start,
+    the `by` dimension (SUMMARY_DIMENSIONS), SKU, resource, currency and billing period
+    (provider, account, period start: what a restatement replaces)."""
+    column = SUMMARY_DIMENSIONS[by]
+    return store.raw(
+        f"""
+        SELECT charge_period_start_ms // {DAY_MS} * {DAY_MS} AS day, {column} AS scope,
+               sku_id, resource_id, billing_currency, provider, billing_account_id,
+               {_PERIOD} AS period, sum(coalesce(effective_cost, 0)),
+               sum(coalesce(pricing_quantity, 0))
+        FROM cost_lines
+        WHERE charge_period_start_ms >= ? AND charge_period_start_ms < ?
+        GROUP BY ALL ORDER BY ALL
+        """,
+        [start_ms, end_ms],
+    )
+
+
+def charge_days(store: Store) -> tuple[int, int] | None:
+    """The first charge period's start and the end of the UTC day of the last one's start
+    (None: no bill): the days `effective_by_day` can fill."""
+    row = store.raw(
+        "SELECT min(charge_period_start_ms), max(charge_period_start_ms) FROM cost_lines"
+    )
+    if not row or row[0][0] is None:
+        return None
+    return int(row[0][0]), int(row[0][1]) // DAY_MS * DAY_MS + DAY_MS

@@ -387,4 +387,26 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        15,
+        "bill restatements: what a delivery that replaced a billing period changed, and when",
+        # one row per charge day, SKU and resource whose EffectiveCost the restatement
+        # changed: anomalies on the bills tag those contributors (app/anomalies.py)
+        [
+            """
+            CREATE TABLE bill_restatements (
+                provider VARCHAR,
+                billing_account_id VARCHAR,
+                period_start_ms BIGINT,
+                restated_ms BIGINT NOT NULL,
+                charge_day_ms BIGINT NOT NULL,
+                sku_id VARCHAR,
+                resource_id VARCHAR,
+                effective_before DECIMAL(38, 12),
+                effective_after DECIMAL(38, 12),
+                source VARCHAR
+            )
+            """,
+        ],
+    ),
 ]

@@ -37,6 +37,15 @@ METRICS = ("requests", "prompt_tokens", "generation_tokens", "prefill_seconds", 
 SERVERS = ("vllm", "sglang", "tgi", "triton", "kserve", "jobs")
 # the labels that name a job counter's queue, in order
 QUEUE_LABELS = ("queue_name", "queue", "service", "app")
+# past 2^53 a float no longer counts in ones: a counter there is garbage, and summing its
+# increases can reach infinity (a cost per job of 0)
+MAX_COUNTER = 2.0**53
+
+
+def counter_value(value: float) -> bool:
+    """A counter's value that can be read: a finite number from 0 to MAX_COUNTER."""
+    return finite(value) and 0 <= value <= MAX_COUNTER
+
 
 # (server, series name, label filter, our metric, scale); the first match per metric wins,
 # later entries are fallbacks for older servers
@@ -125,6 +134,7 @@ def read_counters(
         return ns, pod, name, metric
 
     bad: list[int] = []  # the lines of the samples skipped
+    huge: list[int] = []  # the lines of the samples past MAX_COUNTER
     read: set[str] = set()  # the metrics an earlier (preferred) series name gave
     for srv, name, want, metric, scale in _MAP:
         if srv != server or metric in read:
@@ -137,13 +147,16 @@ def read_counters(
             if not finite(s.value) or s.value < 0:
                 bad.append(s.line)
                 continue
+            if not counter_value(s.value):
+                huge.append(s.line)
+                continue
             k = key(s, metric)
             raw[k] = raw.get(k, 0.0) + s.value * scale
 
     def total(name: str) -> dict[tuple[str | None, str | None, str | None], float]:
         acc: dict[tuple[str | None, str | None, str | None], float] = defaultdict(float)
         for s in by_name.get(name, []):
-            if finite(s.value):
+            if counter_value(s.value):
                 ns, pod, mdl, _ = key(s, "")
                 acc[(ns, pod, mdl)] += s.value
         return acc
@@ -160,6 +173,11 @@ def read_counters(
     if bad:
         out.problems.append(
             f"{where}: skipped {len(bad)} sample(s) that were NaN or negative{lines_named(bad)}"
+        )
+    if huge:
+        out.problems.append(
+            f"{where}: skipped {len(huge)} sample(s) above 2^53, past where a counter counts "
+            f"exactly{lines_named(huge)}"
         )
     out.values = dict(raw)
     if not out.values:

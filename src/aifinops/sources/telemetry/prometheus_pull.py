@@ -168,7 +168,7 @@ class _Pull:
                 ns, pod, model = inference.series_key(series.labels, server=server)
                 wid = f"{ns}/{pod}" if ns and pod else None
                 for ts, value in series.points:
-                    if value == value and value >= 0:  # not NaN, not negative
+                    if inference.counter_value(value):  # finite, from 0 to 2^53
                         key = (ts, wid, server, model, metric)
                         acc[key] = acc.get(key, 0.0) + value * scale
         return [
