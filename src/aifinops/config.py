@@ -218,6 +218,24 @@ class AlertsConfig(_Strict):
     check_every: str = "5m"
 
 
+def _duration_within(value: str, most_s: int, most: str) -> str:
+    """A duration of settings: from an hour to `most_s` seconds (`most` in words)."""
+    from aifinops.core.windows import parse_duration
+    from aifinops.errors import UsageError
+
+    try:
+        seconds = parse_duration(value).total_seconds()
+    except UsageError as error:
+        raise ValueError(str(error)) from None
+    except OverflowError:
+        seconds = float("inf")
+    if seconds < 3600:
+        raise ValueError(f"{value!r}: at least an hour")
+    if seconds > most_s:
+        raise ValueError(f"{value!r}: at most {most}")
+    return value
+
+
 class RoiConfig(_Strict):
     """How applied recommendations are measured and what they repay: each is measured over
     `measure` before it was applied and the same after; `investment` (one-off) and
@@ -236,20 +254,7 @@ class RoiConfig(_Strict):
     def _duration(cls, value: str) -> str:
         """From an hour to a year (longer would reach before the epoch, or past what a
         date can hold)."""
-        from aifinops.core.windows import parse_duration
-        from aifinops.errors import UsageError
-
-        try:
-            seconds = parse_duration(value).total_seconds()
-        except UsageError as error:
-            raise ValueError(str(error)) from None
-        except OverflowError:
-            seconds = float("inf")
-        if seconds < 3600:
-            raise ValueError(f"{value!r}: at least an hour")
-        if seconds > 366 * 86400:
-            raise ValueError(f"{value!r}: at most a year (366d)")
-        return value
+        return _duration_within(value, 366 * 86400, "a year (366d)")
 
 
 class CommitmentConfig(_Strict):
@@ -321,18 +326,7 @@ class ForecastConfig(_Strict):
     @field_validator("horizon", "history", "every")
     @classmethod
     def _duration(cls, value: str) -> str:
-        from aifinops.core.windows import parse_duration
-        from aifinops.errors import UsageError
-
-        try:
-            seconds = parse_duration(value).total_seconds()
-        except UsageError as error:
-            raise ValueError(str(error)) from None
-        except OverflowError:
-            seconds = float("inf")
-        if not 3600 <= seconds <= 3 * 366 * 86400:
-            raise ValueError(f"{value!r}: from an hour to three years")
-        return value
+        return _duration_within(value, 3 * 366 * 86400, "three years")
 
 
 class AnomaliesConfig(_Strict):
