@@ -313,7 +313,8 @@ def test_alert_once_by_mail(make_service: Callable[..., Service],
         assert svc.record_anomalies(first) >= 1
         mine = [e for e in first.events if e.scope == "team=be" and
                 e.period_start == "1970-05-27T00:00:00Z"]  # fmt: skip
-        assert len(mine) == 1 and mine[0].top_contributors[0][0] == "be/new-batch"
+        # the message names the workload and why: it is new (it and its node, under it)
+        assert len(mine) == 1 and mine[0].top_contributors[0][0] == "be/new-batch (new)"
         sent = svc.send_alerts(svc.due_alerts())
         svc.record_alerts_sent(sent)
         assert all(err is None for _, err in sent)

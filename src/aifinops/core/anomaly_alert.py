@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from aifinops.core.anomaly import MONEY, PLACES, Anomaly
+from aifinops.core.anomaly import MONEY, PLACES, Anomaly, Contributor
 from aifinops.core.budgets import HUNDRED, AlertEvent, Channel, event_to_dict, money_words
 from aifinops.core.windows import iso_z
 
@@ -80,9 +80,21 @@ def anomaly_event(a: Anomaly, currency: str, at: str,
         limit=a.expected if a.expected > 0 else quantum, forecast=a.expected,
         currency=currency, period_start=iso_z(a.start_ms) or "",
         period_end=iso_z(a.end_ms) or "", at=at,
-        top_contributors=tuple((c.name, c.delta) for c in a.contributors[:5]),
+        top_contributors=tuple((_named(c), c.delta) for c in a.contributors[:5]),
         channels=channels, metric=a.metric, delta=a.delta, reference=a.reference,
     )  # fmt: skip
+
+
+def _named(c: Contributor) -> str:
+    """A contributor's name with the tags found in it or under it (`ml/train (new, price
+    change)`), so that a message says why, not only who."""
+    tags: list[str] = []
+    stack = [c]
+    while stack:
+        node = stack.pop()
+        tags += [t for t in node.tags if t not in tags]
+        stack.extend(reversed(node.children))
+    return f"{c.name} ({', '.join(tags)})" if tags else c.name
 
 
 def anomaly_event_to_dict(e: AnomalyEvent) -> dict[str, Any]:
