@@ -14,7 +14,7 @@ import json
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -288,8 +288,9 @@ def test_api_anomalies(serve: Any, make_service: Callable[..., Service],
 # -- alerts --------------------------------------------------------------------------------------
 
 
-def test_alert_once_by_mail(make_service: Callable[..., Service],
-                            pods: list[dict[str, Any]]) -> None:  # fmt: skip
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, list[Any]]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port: (port, the mails it took)."""
     from aiosmtpd.controller import Controller
 
     mails: list[Any] = []
@@ -303,89 +304,80 @@ def test_alert_once_by_mail(make_service: Callable[..., Service],
     server = Controller(Handler(), hostname="127.0.0.1", port=port)
     server.start()
     try:
-        extra: Extra = [("be/new-batch", "node-03", 146, 8, 1.0)]
-        config = {"channels": {"ops": {"type": "email", "config": {
-                      "host": "127.0.0.1", "port": port, "from": "aifinops@test",
-                      "to": ["ops@test"], "starttls": False}}},
-                  "anomalies": {"channels": ["ops"], "last": "14d"}}  # fmt: skip
-        svc = loaded(make_service, pods, extra, "mail.duckdb", config)
-        first = svc.check_anomalies()
-        assert svc.record_anomalies(first) >= 1
-        mine = [e for e in first.events if e.scope == "team=be" and
-                e.period_start == "1970-05-27T00:00:00Z"]  # fmt: skip
-        # the message names the workload and why: it is new (it and its node, under it)
-        assert len(mine) == 1 and mine[0].top_contributors[0][0] == "be/new-batch (new)"
-        sent = svc.send_alerts(svc.due_alerts())
-        svc.record_alerts_sent(sent)
-        assert all(err is None for _, err in sent)
-        # a second check finds the same anomalies: nothing new, nothing sent again
-        second = svc.check_anomalies()
-        assert second.events == [] and svc.record_anomalies(second) == 0
-        svc.record_alerts_sent(svc.send_alerts(svc.due_alerts()))
-        deadline = time.monotonic() + 10
-        while len(mails) < len(first.events) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(mails) == len(first.events)
-        body = [m.content.decode() for m in mails if mine[0].key.encode() in m.content]
-        assert len(body) == 1
-        assert "Anomaly: spend spike for team=be" in body[0]
+        yield port, mails
     finally:
         server.stop()
+
+
+def test_alert_once_by_mail(make_service: Callable[..., Service], pods: list[dict[str, Any]],
+                            smtp: tuple[int, list[Any]]) -> None:  # fmt: skip
+    port, mails = smtp
+    extra: Extra = [("be/new-batch", "node-03", 146, 8, 1.0)]
+    config = {"channels": {"ops": {"type": "email", "config": {
+                  "host": "127.0.0.1", "port": port, "from": "aifinops@test",
+                  "to": ["ops@test"], "starttls": False}}},
+              "anomalies": {"channels": ["ops"], "last": "14d"}}  # fmt: skip
+    svc = loaded(make_service, pods, extra, "mail.duckdb", config)
+    first = svc.check_anomalies()
+    assert svc.record_anomalies(first) >= 1
+    mine = [e for e in first.events if e.scope == "team=be" and
+            e.period_start == "1970-05-27T00:00:00Z"]  # fmt: skip
+    # the message names the workload and why: it is new (it and its node, under it)
+    assert len(mine) == 1 and mine[0].top_contributors[0][0] == "be/new-batch (new)"
+    sent = svc.send_alerts(svc.due_alerts())
+    svc.record_alerts_sent(sent)
+    assert all(err is None for _, err in sent)
+    # a second check finds the same anomalies: nothing new, nothing sent again
+    second = svc.check_anomalies()
+    assert second.events == [] and svc.record_anomalies(second) == 0
+    svc.record_alerts_sent(svc.send_alerts(svc.due_alerts()))
+    deadline = time.monotonic() + 10
+    while len(mails) < len(first.events) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(mails) == len(first.events)
+    body = [m.content.decode() for m in mails if mine[0].key.encode() in m.content]
+    assert len(body) == 1
+    assert "Anomaly: spend spike for team=be" in body[0]
 
 
 def test_serve_job_alerts_once(serve: Any, make_service: Callable[..., Service],
-                               pods: list[dict[str, Any]], tmp_path: Path) -> None:  # fmt: skip
+                               pods: list[dict[str, Any]], tmp_path: Path,
+                               smtp: tuple[int, list[Any]]) -> None:  # fmt: skip
     """`aifinops serve`'s anomalies job finds the new workload's day on its own and mails
     it once; the alerts job sends it; a restart sends nothing again."""
-    from aiosmtpd.controller import Controller
-
-    mails: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
-            mails.append(envelope)
-            return "250 OK"
-
-    port = free_port()
-    server = Controller(Handler(), hostname="127.0.0.1", port=port)
-    server.start()
-    try:
-        config = {**tr.PRICES,
-                  "channels": {"ops": {"type": "email", "config": {
-                      "host": "127.0.0.1", "port": port, "from": "aifinops@test",
-                      "to": ["ops@test"], "starttls": False}}},
-                  "anomalies": {"channels": ["ops"], "last": "7d"}}  # fmt: skip
-        svc = loaded(make_service, pods, [("be/new-batch", "node-03", 146, 8, 1.0)], "job.duckdb")
-        svc.close()
-        api = serve(tmp_path / "job.duckdb", config, jobs=True)
-        deadline = time.monotonic() + 120
-        while not any(b"team=be" in m.content for m in mails) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        # the first round's other anomalies may still be on their way: wait until no mail
-        # has come for longer than the alerts job's period (5 s)
-        seen, quiet_since = len(mails), time.monotonic()
-        while time.monotonic() - quiet_since < 6 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            if len(mails) != seen:
-                seen, quiet_since = len(mails), time.monotonic()
-        mine = [m for m in mails if b"team=be" in m.content]
-        assert len(mine) == 1 and b"be/new-batch" in mine[0].content
-        api.server.should_exit = True
-        api.thread.join(30)
-        again = serve(tmp_path / "job.duckdb", config, jobs=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            job = next(
-                j for j in again.get("/api/v1/jobs").json()["jobs"] if j["name"] == "anomalies"
-            )
-            if job["runs"]:
-                break
-            time.sleep(0.2)
-        assert job["runs"] and "0 new" in job["last_result"], job
-        time.sleep(6)  # the alerts job's period: anything queued would go out
-        assert len(mails) == seen
-    finally:
-        server.stop()
+    port, mails = smtp
+    config = {**tr.PRICES,
+              "channels": {"ops": {"type": "email", "config": {
+                  "host": "127.0.0.1", "port": port, "from": "aifinops@test",
+                  "to": ["ops@test"], "starttls": False}}},
+              "anomalies": {"channels": ["ops"], "last": "7d"}}  # fmt: skip
+    svc = loaded(make_service, pods, [("be/new-batch", "node-03", 146, 8, 1.0)], "job.duckdb")
+    svc.close()
+    api = serve(tmp_path / "job.duckdb", config, jobs=True)
+    deadline = time.monotonic() + 120
+    while not any(b"team=be" in m.content for m in mails) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # the first round's other anomalies may still be on their way: wait until no mail
+    # has come for longer than the alerts job's period (5 s)
+    seen, quiet_since = len(mails), time.monotonic()
+    while time.monotonic() - quiet_since < 6 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if len(mails) != seen:
+            seen, quiet_since = len(mails), time.monotonic()
+    mine = [m for m in mails if b"team=be" in m.content]
+    assert len(mine) == 1 and b"be/new-batch" in mine[0].content
+    api.server.should_exit = True
+    api.thread.join(30)
+    again = serve(tmp_path / "job.duckdb", config, jobs=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = next(j for j in again.get("/api/v1/jobs").json()["jobs"] if j["name"] == "anomalies")
+        if job["runs"]:
+            break
+        time.sleep(0.2)
+    assert job["runs"] and "0 new" in job["last_result"], job
+    time.sleep(6)  # the alerts job's period: anything queued would go out
+    assert len(mails) == seen
 
 
 # -- the core by hand ----------------------------------------------------------------------------

@@ -11,7 +11,14 @@ from decimal import Decimal
 from typing import Any
 
 from aifinops.core.anomaly import MONEY, PLACES, Anomaly, Contributor
-from aifinops.core.budgets import HUNDRED, AlertEvent, Channel, event_to_dict, money_words
+from aifinops.core.budgets import (
+    HUNDRED,
+    AlertEvent,
+    Channel,
+    event_fields,
+    event_to_dict,
+    money_words,
+)
 from aifinops.core.windows import iso_z
 
 KIND = "anomaly"
@@ -103,12 +110,5 @@ def anomaly_event_to_dict(e: AnomalyEvent) -> dict[str, Any]:
 
 
 def anomaly_event_from_dict(d: Mapping[str, Any]) -> AnomalyEvent:
-    return AnomalyEvent(
-        key=d["key"], action=d["action"], budget=d["budget"], alert=d["alert"],
-        scope=d["scope"], threshold_percent=Decimal(d["threshold_percent"]), basis=d["basis"],
-        severity=d["severity"], spend=Decimal(d["spend"]), limit=Decimal(d["limit"]),
-        forecast=None if d.get("forecast") is None else Decimal(d["forecast"]),
-        currency=d["currency"], period_start=d["period_start"], period_end=d["period_end"],
-        at=d["at"], top_contributors=tuple((n, Decimal(v)) for n, v in d["top_contributors"]),
-        metric=d["metric"], delta=Decimal(d["delta"]), reference=d["reference"],
-    )  # fmt: skip
+    return AnomalyEvent(**event_fields(d), metric=d["metric"], delta=Decimal(d["delta"]),
+                        reference=d["reference"])  # fmt: skip

@@ -455,7 +455,12 @@ def event_from_dict(d: Mapping[str, Any]) -> AlertEvent:
         from aifinops.core.anomaly_alert import anomaly_event_from_dict
 
         return anomaly_event_from_dict(d)
-    return AlertEvent(
+    return AlertEvent(**event_fields(d))
+
+
+def event_fields(d: Mapping[str, Any]) -> dict[str, Any]:
+    """An alert event's fields read back from `event_to_dict` (channels are not kept)."""
+    return dict(
         key=d["key"], action=d["action"], budget=d["budget"], alert=d["alert"],
         scope=d["scope"], threshold_percent=Decimal(d["threshold_percent"]), basis=d["basis"],
         severity=d["severity"], spend=Decimal(d["spend"]), limit=Decimal(d["limit"]),
