@@ -136,12 +136,28 @@ class _Series:
     workloads: dict[str, dict[int, float]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """One forecast's time frame: the series from `start`, the step in progress from
+    `origin` (`now` inside it), the horizon's `end`; where the data begin, and the model's
+    history in steps (`back`)."""
+
+    start: datetime
+    origin: datetime
+    now: datetime
+    end: datetime
+    step: timedelta
+    data_start: datetime
+    back: int
+    methods: Sequence[str] | None = None
+
+    def index(self, t: datetime) -> int:
+        return int((t - self.start) / self.step)
+
+
 class Forecasts:
     def __init__(self, ctx: AppContext, costs: Costs):
         self.ctx, self.costs = ctx, costs
-        # set by each forecast: where the data begin, the model's history in steps
-        self._data_start = datetime.min.replace(tzinfo=UTC)
-        self._back = 0
 
     # -- the forecast ---------------------------------------------------------------------
     def forecast(
@@ -164,7 +180,7 @@ class Forecasts:
         back = parse_duration(cfg.history if history is None else history, what="--history")
         if not timedelta(days=1) <= back <= timedelta(days=3 * 366):
             raise UsageError(f"a history from 1d to 3 years, not {history!r}", where="--history")
-        now = self._now(at)
+        now, data_start = self._now(at)
         hourly = not period_end and reach <= HOURLY_UP_TO
         step = timedelta(hours=1) if hourly else timedelta(days=1)
         origin = align_down(now, step)
@@ -175,8 +191,8 @@ class Forecasts:
             back = min(back, HOURLY_HISTORY)
         # the series from the month's start at least (what the month has spent), the
         # model's history no longer than `back`
-        self._back = int(back / step)
         start = min(align_down(origin - back, step), month_start(origin))
+        frame = _Frame(start, origin, now, end, step, data_start, int(back / step), methods)
         dims = _dimensions(by)
         series = self._series(dims, start, now, step)
         notes: list[str] = []
@@ -190,10 +206,10 @@ class Forecasts:
                        if not any(v > 0 for v in s.values.values()))  # fmt: skip
         if quiet:
             notes.append(f"no spend in the history, not forecast: {', '.join(quiet)}")
-        scopes = [self._scope(dict(k), s, start, origin, now, end, step, methods, notes)
+        scopes = [self._scope(dict(k), s, frame, notes)
                   for k, s in sorted(series.items())
                   if any(v > 0 for v in s.values.values())]  # fmt: skip
-        self._commitments(scopes, dims, start, origin, now, end, step, methods, notes)
+        self._commitments(scopes, dims, frame, notes)
         scopes.sort(key=lambda s: -s.periods[0].total.mean if s.periods else 0)
         total = None
         if len(scopes) > 1:
@@ -205,9 +221,8 @@ class Forecasts:
                     into = merged.workloads.setdefault(w, defaultdict(float))
                     for i, v in vs.items():
                         into[i] += v
-            total = self._scope({}, merged, start, origin, now, end, step, methods, [])
-            self._commitments([total], (), start, origin, now, end, step, methods, [],
-                              into_total=True)  # fmt: skip
+            total = self._scope({}, merged, frame, [])
+            self._commitments([total], (), frame, [], into_total=True)
         elif scopes:
             total = scopes[0]
         if not scopes:
@@ -215,21 +230,23 @@ class Forecasts:
         return ForecastResult(now, step, origin, end, dims, scopes, total,
                               self.ctx.settings.currency, notes)  # fmt: skip
 
-    def _now(self, at: datetime | None) -> datetime:
+    def _now(self, at: datetime | None) -> tuple[datetime, datetime]:
+        """Where the forecast begins (`at`, or the clock, but no later than the newest
+        sample's end) and where the data begin."""
         extent = self.costs.data_extent()
         if extent is None:
             raise UsageError(
                 "the store holds no GPU samples yet", where=self.ctx.settings.db,
                 hint="ingest some (aifinops ingest ...) or run `aifinops demo`")  # fmt: skip
         newest = from_ms(self.costs.data_end() or extent[1] + 1)
-        self._data_start = from_ms(extent[0])
-        if at is not None and at <= self._data_start:
+        data_start = from_ms(extent[0])
+        if at is not None and at <= data_start:
             raise UsageError(
-                f"{iso_z(at)} is not after the first sample ({iso_z(self._data_start)}): "
+                f"{iso_z(at)} is not after the first sample ({iso_z(data_start)}): "
                 "there is no history to forecast from", where="--at",
-                hint=f"a time from {iso_z(self._data_start)} to {iso_z(newest)}")  # fmt: skip
+                hint=f"a time from {iso_z(data_start)} to {iso_z(newest)}")  # fmt: skip
         now = at or self.ctx.clock()
-        return min(now, newest)
+        return min(now, newest), data_start
 
     def _series(self, dims: tuple[str, ...], start: datetime, now: datetime,
                 step: timedelta) -> dict[tuple[tuple[str, str], ...], _Series]:  # fmt: skip
@@ -268,12 +285,10 @@ class Forecasts:
                     out[key].values[int((t - start) / step)] += float(r.total_cost + r.idle_cost)
         return out
 
-    def _scope(
-        self, key: dict[str, str], s: _Series, start: datetime, origin: datetime,
-        now: datetime, end: datetime, step: timedelta, methods: Sequence[str] | None,
-        notes: list[str],
-    ) -> ScopeForecast:  # fmt: skip
+    def _scope(self, key: dict[str, str], s: _Series, fr: _Frame,
+               notes: list[str]) -> ScopeForecast:  # fmt: skip
         cfg = self.ctx.settings.forecast
+        start, origin, now, end, step = fr.start, fr.origin, fr.now, fr.end, fr.step
         current = int((origin - start) / step)  # the index of the step in progress
         values = dict(s.values)
         adjustments = []
@@ -300,33 +315,30 @@ class Forecasts:
                 })  # fmt: skip
         # the history begins at the first step with spend, and never in a step the data
         # begin part-way through (a first day of a few hours is no day's spend)
-        complete = max(0, math.ceil((self._data_start - start) / step), current - self._back)
+        complete = max(0, math.ceil((fr.data_start - start) / step), current - fr.back)
         seen = [i for i in range(complete, current) if values.get(i, 0) > 1e-12]
         first = seen[0] if seen else current
         hist = [max(0.0, values.get(i, 0.0)) for i in range(first, current)]
         so_far = max(0.0, values.get(current, 0.0))
         # the rate of the step in progress over the part of it the data cover (a store
         # whose first sample is at 22:00 has spent two hours' worth by midnight, not 24)
-        seen_part = (now - max(origin, self._data_start)) / step
+        seen_part = (now - max(origin, fr.data_start)) / step
         horizon = max(1, math.ceil((end - origin) / step))
         partial = so_far / seen_part if seen_part > 0 else None
         f = forecast(hist, start=start + step * first, step=step, horizon=horizon,
-                     methods=methods, partial=partial)  # fmt: skip
+                     methods=fr.methods, partial=partial)  # fmt: skip
         steps = list(f.steps)
         # what each month has spent is what was spent, the ended workloads' spend included
         spent = dict(s.values)
-        periods = self._periods(f, steps, spent, start, origin, now, end, step,
-                                max(0.0, spent.get(current, 0.0)))  # fmt: skip
+        periods = self._periods(f, steps, spent, fr, max(0.0, spent.get(current, 0.0)))
         return ScopeForecast(key, f, steps, periods, adjustments, sum(hist) + so_far)
 
-    def _periods(
-        self, f: Forecast, steps: list[Interval], values: dict[int, float], start: datetime,
-        origin: datetime, now: datetime, end: datetime, step: timedelta, so_far: float,
-        extra: list[float] | None = None,
-    ) -> list[PeriodTotal]:  # fmt: skip
+    def _periods(self, f: Forecast, steps: list[Interval], values: dict[int, float],
+                 fr: _Frame, so_far: float) -> list[PeriodTotal]:  # fmt: skip
         """Each month from the one holding `origin` to the horizon's end: what it has spent
         and the forecast of the rest (the step in progress counted for what is left of it;
         the interval of a later month is that of the total up to its end)."""
+        start, origin, now, end, step = fr.start, fr.origin, fr.now, fr.end, fr.step
         part = (now - origin) / step
         out = []
         p = month_start(origin)
@@ -343,8 +355,6 @@ class Forecasts:
             width = f.total(b)
             lo80, hi80 = width.mean - width.low80, width.high80 - width.mean
             lo95, hi95 = width.mean - width.low95, width.high95 - width.mean
-            if extra:
-                mean += sum(extra[k] * (1 - part if k == 0 else 1.0) for k in range(a, b))
             m = actual + mean
             out.append(PeriodTotal(p, q, actual, Interval(
                 m, max(actual, m - lo80), m + hi80, max(actual, m - lo95), m + hi95),
@@ -352,14 +362,12 @@ class Forecasts:
             p = q
         return out
 
-    def _commitments(
-        self, scopes: list[ScopeForecast], dims: tuple[str, ...], start: datetime,
-        origin: datetime, now: datetime, end: datetime, step: timedelta,
-        methods: Sequence[str] | None, notes: list[str], *, into_total: bool = False,
-    ) -> None:  # fmt: skip
+    def _commitments(self, scopes: list[ScopeForecast], dims: tuple[str, ...], fr: _Frame,
+                     notes: list[str], *, into_total: bool = False) -> None:  # fmt: skip
         """Each committed purchase added once: its fee per step from its start (less the
         on-demand spend it replaces, never below nothing), to the scope it names, or to a
         row of its own where no scope matches."""
+        origin, now, end, step = fr.origin, fr.now, fr.end, fr.step
         for c in self.ctx.settings.forecast.commitments:
             begin = datetime(c.start.year, c.start.month, c.start.day, tzinfo=UTC)
             stop = (datetime(c.end.year, c.end.month, c.end.day, tzinfo=UTC) if c.end
@@ -380,7 +388,7 @@ class Forecasts:
             if target is None:
                 key = {d: scope.get(d, f"(commitment {c.name})") for d in dims}
                 empty = _Series()
-                target = self._scope(key, empty, start, origin, now, end, step, methods, notes)
+                target = self._scope(key, empty, fr, notes)
                 scopes.append(target)
             per_step = float(c.monthly_fee) * 12 / 365 * (step / timedelta(days=1))
             replaces = float(c.replaces_hourly) * (step / timedelta(hours=1))
@@ -415,12 +423,12 @@ class Forecasts:
         if back < timedelta(days=28):  # shorter than any month: none to backtest
             raise UsageError(f"a history of at least 28d (a whole month), not {history!r}",
                              where="--history")  # fmt: skip
-        now = self._now(at)
+        now, data_start = self._now(at)
         step = timedelta(days=1)
         origin = align_down(now, step)
         # from the first whole day of data (a part-day is no day's spend)
-        start = max(align_down(origin - back, step), align_down(self._data_start, step))
-        if start < self._data_start:
+        start = max(align_down(origin - back, step), align_down(data_start, step))
+        if start < data_start:
             start += step
         dims = _dimensions(by)
         out: dict[str, Any] = {
@@ -454,7 +462,7 @@ class Forecasts:
         out["pooled"] = summarise(all_cases)
         if not periods(total):
             out["notes"].append(
-                f"the data ({iso_z(self._data_start)} to {iso_z(now)}) hold no complete "
+                f"the data ({iso_z(data_start)} to {iso_z(now)}) hold no complete "
                 "calendar month: the month-end backtest needs one")  # fmt: skip
         return out
 
