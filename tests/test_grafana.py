@@ -60,6 +60,7 @@ NEEDED = (
     "ai_finops_source_last_success_timestamp_seconds",
     "ai_finops_ingest_rows_total",
     "ai_finops_ingest_failures_total",
+    "ai_finops_realised_savings_monthly",
 )
 
 
@@ -165,6 +166,17 @@ def _demo_store(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
                 f'job_processing_seconds_total{{queue="evals"}} {seconds}\n'
             )
             svc.ingest_inference([str(path)], at=at, pod=pod, server="jobs")
+    # one recommendation applied three days before the demo's end, so the server's ROI
+    # measurement has a realised saving to show (the demo applies none)
+    end = demo.window.end
+    with Service(load_settings(Path(demo.config), env={}, flags={"db": demo.db})) as svc:
+        found = svc.optimize(window=f"{(end - timedelta(days=7)).isoformat()},{end.isoformat()}")
+        svc.keep_findings(found)
+        idle = next(r["id"] for r in svc.recommendations(rule=("idle-gpu",)))
+    applied_at = end - timedelta(days=3)
+    with Service(load_settings(Path(demo.config), env={}, flags={"db": demo.db}),
+                 clock=lambda: applied_at) as svc:  # fmt: skip
+        svc.set_finding_status(idle, "applied", None, "grafana-test")
     live = tmp_path / "worker-live.prom"
     live.write_text('job_completed_total{queue="evals"} 12\n')
     config["sources"] = [
