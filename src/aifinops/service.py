@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from aifinops.app.forecast import Forecasts
 from aifinops.app.ingest import Ingest, IngestResult
 from aifinops.app.prices import Prices
 from aifinops.app.recommend import Recommend
+from aifinops.app.report import Report
 from aifinops.app.roi import Roi
+from aifinops.app.summary import Summary
 from aifinops.config import Settings
 from aifinops.core.access import Caller
 from aifinops.core.model import CostReport, IdlePolicy, SharedGpuPolicy
@@ -71,6 +73,9 @@ class Service:
         self.roi_app = Roi(self.ctx, self.costs, recommend, self.bills, self.findings)
         self.anomalies_app = Anomalies(self.ctx, self.costs, self.budgets)
         self.forecasts = Forecasts(self.ctx, self.costs)
+        self.summary_app = Summary(self.ctx, self.costs, self.forecasts, self.budgets,
+                                   self.findings, self.anomalies_app, self.roi_app)  # fmt: skip
+        self.report_app = Report(self.ctx, self.costs, self.bills, self.summary_app)
 
     # -- plumbing -----------------------------------------------------------------------
     @property
@@ -320,6 +325,10 @@ class Service:
     def gpu_utilization(self, lookback_ms: int = 15 * 60_000) -> list[dict[str, Any]]:
         return self.costs.utilization(lookback_ms)
 
+    def utilization_grid(self, window: Any, step: timedelta) -> dict[str, Any]:
+        """Each GPU's busy share per step of a window (a `Window`): the heatmap's cells."""
+        return self.costs.utilization_grid(window, step)
+
     def data_extent(self) -> tuple[int, int] | None:
         return self.costs.data_extent()
 
@@ -445,6 +454,23 @@ class Service:
 
     def record_anomalies(self, result: AnomalyCheck) -> int:
         return self.anomalies_app.record(result)
+
+    # -- the summary and the report -------------------------------------------------------
+    def summary(self, *, window: str | None = None, last: str | None = None,
+                by: Sequence[str] = ("team",)) -> dict[str, Any]:  # fmt: skip
+        """A window at a glance (the report's and the dashboard overview's one dict): spend
+        against the window before, idle, waste, rows by `by`, spend per day, the month-end
+        forecast, budgets, recommendations, anomalies, ROI."""
+        return self.summary_app.summary(window, last, by)
+
+    def report(self, paths: Path | Sequence[Path], *, fmt: str | None = None,
+               window: str | None = None, last: str | None = None,
+               by: Sequence[str] = ("team",)) -> list[dict[str, Any]]:  # fmt: skip
+        """Write the report for finance to each path (HTML, PDF, Markdown or CSV, from its
+        suffix unless `fmt`): the summary, cost by `by` and by model with charts, and the
+        month's chargeback per team. Returns where each went, its format and size."""
+        targets = [paths] if isinstance(paths, Path) else list(paths)
+        return self.report_app.write(targets, fmt=fmt, window=window, last=last, by=by)
 
     # -- the store itself -------------------------------------------------------------------
     def repair_store(self, *, dry_run: bool = False) -> list[Any]:

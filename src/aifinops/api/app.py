@@ -69,6 +69,9 @@ def create_app(settings: Settings, *, jobs: bool = True, metrics_ttl: float = 10
 
     anomalies.install(app, server, viewer)
     app.include_router(admission_router(server.gatekeeper))
+    from aifinops.api import dashboard
+
+    dashboard.install(app, server, caller_of)
     return app
 
 
@@ -76,10 +79,16 @@ def create_app(settings: Settings, *, jobs: bool = True, metrics_ttl: float = 10
 
 
 def _caller(request: Request) -> Caller:
+    return caller_of(request, None)
+
+
+def caller_of(request: Request, fallback: str | None) -> Caller:
+    """Who sends the request's bearer token (or `fallback`, the dashboard's cookie, where no
+    header is sent); anonymous viewer while no token exists."""
     server: Server = request.app.state.server
     live = server.cached(("tokens",), lambda svc: svc.live_tokens())
     header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    token = header[7:].strip() if header[:7].lower() == "bearer " else fallback
     found = identify(token, live)
     if token and found is None:
         raise Denied(401, "this token is not valid (unknown or revoked)", NO_TOKEN_HINT)

@@ -38,6 +38,7 @@ class Server:
         metrics_ttl: float = 10.0,
     ):
         self.settings = settings
+        self.jobs = jobs
         self.lock = threading.RLock()
         self.generation = 0
         self.cache_size = cache_size
@@ -51,6 +52,8 @@ class Server:
         self.projection: list[Any] = []  # the forecast job's monthly projection per scope
         self._forecast_at: tuple[float, tuple[int, ...]] | None = None
         self._anomalies_at: float | None = None  # the anomalies job's last run
+        # what else is worked out after each change of the data (the dashboard's pages)
+        self.warmers: list[Callable[[], str]] = []
         self.metrics = ServerMetrics(
             lambda: {**self.cached(("metrics",), lambda svc: svc.metrics_snapshot()),
                      **budget_series(self.budget_statuses), **roi_series(self.roi),
@@ -141,13 +144,15 @@ class Server:
     # -- jobs -------------------------------------------------------------------------
     def _warm_metrics(self) -> str | None:
         """After each change of the data version (and at start), work out what `/metrics`
-        shows before a scrape asks, so a scrape is answered from memory."""
+        shows (and what each `warmers` entry works out: the dashboard's pages) before a
+        scrape asks, so a scrape is answered from memory."""
         version = self.version()
         if version == self._warmed:
             return None
         values = self.cached(("metrics",), lambda svc: svc.metrics_snapshot())
+        done = [warm() for warm in self.warmers]
         self._warmed = version
-        return f"{sum(len(v) for v in values.values())} series"
+        return "; ".join([f"{sum(len(v) for v in values.values())} series", *done])
 
     def refresh_gates(self, result: Any) -> None:
         """Hand a budget check's statuses to the admission webhook (its in-memory state)

@@ -84,6 +84,31 @@ class Costs:
             })  # fmt: skip
         return out
 
+    def utilization_grid(self, win: Window, step: timedelta) -> dict[str, Any]:
+        """Per node and GPU, each step's busy share of its sampled time in the window (None
+        where it was not sampled), oldest step first; nodes and GPUs in name order."""
+        step_ms = int(step.total_seconds() * 1000)
+        start_ms, end_ms = win.start_ms, win.end_ms
+        first = start_ms - start_ms % step_ms
+        steps = list(range(first, end_ms, step_ms))
+        index = {b: i for i, b in enumerate(steps)}
+        gpus: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in stored.utilization_grid(self.ctx.store, start_ms, end_ms, step_ms):
+            cell = gpus.setdefault((r["node"], r["gpu"]), {
+                "node": r["node"], "gpu": r["gpu"], "gpu_model": r["gpu_model"],
+                "cells": [None] * len(steps), "sampled_ms": 0.0, "busy_ms": 0.0})  # fmt: skip
+            if r["sampled_ms"] > 0:
+                cell["cells"][index[r["bucket_ms"]]] = round(r["busy_ms"] / r["sampled_ms"], 4)
+            cell["sampled_ms"] += r["sampled_ms"]
+            cell["busy_ms"] += r["busy_ms"]
+        out = []
+        for g in gpus.values():
+            sampled, busy = g.pop("sampled_ms"), g.pop("busy_ms")
+            g["sampled_hours"] = round(sampled / 3_600_000, 4)
+            g["utilization"] = round(busy / sampled, 4) if sampled > 0 else None
+            out.append(g)
+        return {"steps": [iso_z(b) for b in steps], "gpus": out}
+
     def counts_jobs(self, win: Window) -> bool:
         """Whether the window holds job counts (a job counter's sample, a Slurm job's end)."""
         return counts_jobs(self.ctx.store, win.start_ms, win.end_ms)

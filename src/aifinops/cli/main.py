@@ -122,6 +122,17 @@ def _forecast_app() -> typer.Typer:
 app.add_typer(_forecast_app(), name="forecast")
 
 
+def _report_command() -> None:
+    from aifinops.cli import report
+
+    report._hooks.update(service=lambda ro=False: _service(read_only=ro),
+                         console=lambda stderr=False: _console(stderr))  # fmt: skip
+    app.command("report")(report.report)
+
+
+_report_command()
+
+
 def _rule_thresholds() -> list[tuple[str, list[Any]]]:
     from aifinops.outputs.rules import BudgetThreshold
 

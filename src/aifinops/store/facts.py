@@ -84,6 +84,28 @@ def newest_samples(store: Store, lookback_ms: int) -> list[dict[str, Any]]:
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
+def utilization_grid(
+    store: Store, start_ms: int, end_ms: int, step_ms: int
+) -> list[dict[str, Any]]:
+    """Per node, GPU and step of [start, end): the share of the sampled time the GPU was
+    busy (used over sampled), its sampled hours and the node's GPU model; the heatmap's
+    cells. Steps start at multiples of `step_ms` from the epoch."""
+    rows = store.raw(
+        """
+        SELECT u.node_id, u.gpu_id, u.bucket, n.gpu_model,
+               CAST(sum(u.held_req) AS DOUBLE), CAST(sum(u.used) AS DOUBLE)
+        FROM (SELECT node_id, gpu_id, ts_ms - (ts_ms % ?) AS bucket, held_req, used
+              FROM gpu_usage WHERE ts_ms >= ? AND ts_ms < ?) u
+        LEFT JOIN nodes n ON n.node_id = u.node_id
+        GROUP BY u.node_id, u.gpu_id, u.bucket, n.gpu_model
+        ORDER BY u.node_id, u.gpu_id, u.bucket
+        """,
+        [step_ms, start_ms, end_ms],
+    )
+    keys = ("node", "gpu", "bucket_ms", "gpu_model", "sampled_ms", "busy_ms")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
 def claim_unowned(store: Store, node: str, workload: str, start: int, end: int | None) -> int:
     """Give the node's samples in [start, end) that no telemetry tied to an owner (no holder,
     or an unknown process `NODE/pid-N`) to `workload`; how many rows were given."""
