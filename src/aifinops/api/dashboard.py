@@ -13,6 +13,7 @@ another site cannot post on their behalf."""
 
 import hashlib
 import hmac
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ from aifinops.errors import AifinopsError, UsageError
 COOKIE = "aifinops_token"
 HERE = Path(__file__).parent
 ACTIONS = {"dismiss": "dismissed", "apply": "applied", "reopen": "open"}
+VISITED = 3600.0  # seconds: a view asked for this recently is kept warm
+WARM_GAP = 60.0  # seconds between two warmings after data changes
 
 
 def _environment() -> Any:
@@ -107,20 +110,47 @@ def install(app: FastAPI, server: Server, caller_of: Callable[[Request, str | No
         return {"user": caller, "path": request.url.path,
                 "csrf": csrf_token(cookie) if cookie else None}  # fmt: skip
 
+    visits: dict[tuple[str, pages.View], float] = {}  # a view -> when it was last asked for
+    warmed: dict[str, Any] = {"version": None, "at": None}
+
     def page_data(name: str, request: Request) -> dict[str, Any]:
-        return page(name, pages.View.read(dict(request.query_params)))
+        view = pages.View.read(dict(request.query_params))
+        visits[(name, view)] = time.monotonic()
+        return page(name, view)
 
     def page(name: str, view: pages.View) -> dict[str, Any]:
         extent = server.cached(("extent",), lambda svc: svc.data_extent())
         at = pages.as_of(extent, datetime.now(UTC))
-        return server.cached(("page", name, view, at), lambda svc: pages.build(name, svc, view, at))
 
-    def warm() -> str:
-        """Each page with its default filters, worked out before anyone asks."""
-        for name, _, _ in pages.PAGES:
+        def keep(key: Any, compute: Callable[[], Any]) -> Any:
+            return server.cached(("page part", key), lambda _: compute())
+
+        return server.cached(
+            ("page", name, view, at), lambda svc: pages.build(name, svc, view, at, keep)
+        )
+
+    def warm(version: Any) -> str | None:
+        """Pages worked out before anyone asks: at start, each page with its default
+        filters; after a change of the data, the views asked for in the last
+        `VISITED` seconds, at most once each `WARM_GAP` seconds (a collector writing every
+        30 s does not keep the store busy with pages nobody looks at)."""
+        now = time.monotonic()
+        for key, seen in list(visits.items()):
+            if now - seen > VISITED:
+                visits.pop(key, None)
+        if warmed["version"] == version:
+            return None
+        if warmed["at"] is None:
+            views = [(name, pages.View()) for name, _, _ in pages.PAGES]
+        elif now - warmed["at"] < WARM_GAP:
+            return None
+        else:
+            views = list(visits)
+        for name, view in views:
             with suppress(AifinopsError):  # the page says why when it is asked for
-                page(name, pages.View())
-        return f"{len(pages.PAGES)} pages"
+                page(name, view)
+        warmed.update(version=version, at=now)
+        return f"{len(views)} page(s) warmed" if views else None
 
     if server.jobs:
         server.warmers.append(warm)

@@ -111,6 +111,9 @@ class Column:
     kind: str = "text"  # text, money, hours, share, number, count, when
 
 
+Cache = Callable[[Any, Callable[[], Any]], Any]  # (key, compute) -> answer
+
+
 @dataclass
 class Context:
     """What every page is built with: the service (read-only), the view, and the instant
@@ -121,6 +124,12 @@ class Context:
     as_of: datetime
     window_text: str = "7d"
     notes: list[str] = field(default_factory=list)
+    cache: Cache | None = None
+
+    def shared(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """An answer other views of the page reuse (a sort or a page of the budgets' table
+        does not work the budgets out again), where the server keeps answers."""
+        return self.cache(key, compute) if self.cache else compute()
 
     def window(self, default: str = "7d") -> Window:
         self.window_text = self.view.window or default
@@ -145,9 +154,11 @@ def as_of(extent: tuple[int, int] | None, now: datetime) -> datetime:
     return min(now, align_up(from_ms(extent[1] + 1), timedelta(hours=1)))
 
 
-def build(name: str, svc: Any, view: View, at: datetime) -> dict[str, Any]:
-    """Page `name`'s data for `view`, as of `at` (see `as_of`)."""
-    ctx = Context(svc, view, at)
+def build(name: str, svc: Any, view: View, at: datetime, cache: Cache | None = None
+          ) -> dict[str, Any]:  # fmt: skip
+    """Page `name`'s data for `view`, as of `at` (see `as_of`); `cache(key, compute)`
+    keeps the answers that several views of a page share."""
+    ctx = Context(svc, view, at, cache=cache)
     body = BUILDERS[name](ctx)
     return {
         "page": name,
@@ -418,7 +429,9 @@ def _round(value: float | None, places: int = 6) -> float | None:
 
 
 def budgets(ctx: Context) -> dict[str, Any]:
-    statuses = [s.to_dict() for s in ctx.svc.budget_statuses(at=ctx.as_of)]
+    found = ctx.shared(("budget statuses", ctx.as_of),
+                       lambda: ctx.svc.budget_statuses(at=ctx.as_of))  # fmt: skip
+    statuses = [s.to_dict() for s in found]
     rows = []
     for s in statuses:
         projected = s["projectedPeriodSpend"]

@@ -53,7 +53,7 @@ class Server:
         self._forecast_at: tuple[float, tuple[int, ...]] | None = None
         self._anomalies_at: float | None = None  # the anomalies job's last run
         # what else is worked out after each change of the data (the dashboard's pages)
-        self.warmers: list[Callable[[], str]] = []
+        self.warmers: list[Callable[[tuple[int, ...]], str | None]] = []
         self.metrics = ServerMetrics(
             lambda: {**self.cached(("metrics",), lambda svc: svc.metrics_snapshot()),
                      **budget_series(self.budget_statuses), **roi_series(self.roi),
@@ -144,15 +144,16 @@ class Server:
     # -- jobs -------------------------------------------------------------------------
     def _warm_metrics(self) -> str | None:
         """After each change of the data version (and at start), work out what `/metrics`
-        shows (and what each `warmers` entry works out: the dashboard's pages) before a
-        scrape asks, so a scrape is answered from memory."""
+        shows before a scrape asks, so a scrape is answered from memory; then each
+        `warmers` entry (the dashboard's pages) decides what it works out for the version."""
         version = self.version()
-        if version == self._warmed:
-            return None
-        values = self.cached(("metrics",), lambda svc: svc.metrics_snapshot())
-        done = [warm() for warm in self.warmers]
-        self._warmed = version
-        return "; ".join([f"{sum(len(v) for v in values.values())} series", *done])
+        done = []
+        if version != self._warmed:
+            values = self.cached(("metrics",), lambda svc: svc.metrics_snapshot())
+            self._warmed = version
+            done.append(f"{sum(len(v) for v in values.values())} series")
+        done += [text for warm in self.warmers if (text := warm(version))]
+        return "; ".join(done) or None
 
     def refresh_gates(self, result: Any) -> None:
         """Hand a budget check's statuses to the admission webhook (its in-memory state)

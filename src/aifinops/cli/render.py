@@ -477,7 +477,9 @@ def demo(result: DemoResult, console: Console) -> None:
     _footnotes(team, console)
     console.print(
         f"\nNext: aifinops --db {result.db} --config {result.config} cost "
-        "--by team,project --format detailed"
+        "--by team,project --format detailed\n"
+        f"  or the dashboard: aifinops --db {result.db} --config {result.config} serve, "
+        "then open http://127.0.0.1:8080/"
     )
 
 
