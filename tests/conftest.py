@@ -56,19 +56,97 @@ MIN = 60_000
 HOUR = 3_600_000
 
 
+ENGINES = ("duckdb", "postgresql")
+# the PostgreSQL every engine-parametrised test runs on (127.0.0.1:5432 here and in CI)
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `engines` runs once per store engine: its `make_service` (and
+    `store_url`) give a DuckDB file, then a schema of its own on PostgreSQL."""
+    if metafunc.definition.get_closest_marker("engines") and "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", ENGINES, indirect=True)
+
+
 @pytest.fixture
-def make_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+def engine(request: pytest.FixtureRequest) -> str:
+    """The store engine of `make_service`: the test's parameter, else
+    $AIFINOPS_TEST_ENGINE (a whole run on PostgreSQL), else DuckDB."""
+    import os
+
+    default = os.environ.get("AIFINOPS_TEST_ENGINE", "duckdb")
+    return str(getattr(request, "param", default))
+
+
+class PostgresSchemas:
+    """Fresh PostgreSQL schemas for one test (`?schema=` URLs), dropped after it."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    def url(self, hint: str = "t") -> str:
+        import os
+        import re
+        import uuid
+
+        try:
+            import psycopg
+
+            psycopg.connect(PG_URL, connect_timeout=5).close()
+        except Exception as error:
+            message = f"PostgreSQL at {PG_URL} is not reachable: {error}"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+        name = f"aifinops_{re.sub(r'[^a-z0-9]', '', hint.lower())[:20]}_{uuid.uuid4().hex[:10]}"
+        self.made.append(name)
+        return f"{PG_URL}?schema={name}"
+
+    def drop(self) -> None:
+        if not self.made:
+            return
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as con:
+            for name in self.made:
+                con.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def pg_schemas() -> Iterator[PostgresSchemas]:
+    schemas = PostgresSchemas()
+    yield schemas
+    schemas.drop()
+
+
+@pytest.fixture
+def store_url(engine: str, tmp_path: Path, pg_schemas: PostgresSchemas) -> Callable[[str], str]:
+    """The `--db` of a fresh store named `name`, on the test's engine."""
+
+    def url(name: str = "store.duckdb") -> str:
+        return pg_schemas.url(name) if engine == "postgresql" else str(tmp_path / name)
+
+    return url
+
+
+@pytest.fixture
+def make_service(
+    tmp_path: Path, store_url: Callable[[str], str]
+) -> Iterator[Callable[..., Service]]:
     made: list[Service] = []
+    urls: dict[str, str] = {}
 
     def build(
         config: dict[str, Any] | None = None, name: str = "store.duckdb", **time: Any
     ) -> Service:
-        """A service on a fresh store; `clock=` and `sleep=` put time in the test's hands."""
+        """A service on a fresh store (one per `name`; the same name, the same store);
+        `clock=` and `sleep=` put time in the test's hands."""
         import yaml
 
         cfg = tmp_path / f"{name}.yaml"
         cfg.write_text(yaml.safe_dump(config or {}))
-        svc = Service(load_settings(cfg, env={}, flags={"db": str(tmp_path / name)}), **time)
+        db = urls.setdefault(name, store_url(name))
+        svc = Service(load_settings(cfg, env={}, flags={"db": db}), **time)
         made.append(svc)
         return svc
 

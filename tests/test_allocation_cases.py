@@ -14,6 +14,8 @@ import pytest
 from aifinops.core.model import IDLE, SHARED, UNALLOCATED, UNPRICED
 from tests.conftest import MIN, T0, load_facts, sample, window
 
+pytestmark = pytest.mark.engines
+
 E = Decimal("0.000001")
 
 

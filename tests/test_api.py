@@ -350,7 +350,7 @@ def test_jobs_ready_and_cli_reads_beside_serve(serve: Any, fleet_db: Path, cli: 
         time.sleep(0.2)
     job = jobs()["collect"]
     assert set(jobs()) == {"collect", "budgets", "alerts", "recommendations", "anomalies",
-                           "forecast", "metrics"}  # fmt: skip
+                           "forecast", "compact", "gates", "metrics"}  # fmt: skip
     assert job["name"] == "collect" and job["runs"] == 1 and job["last_error"] is None
     assert "2 source run(s)" in job["last_result"] and "failed: dcgm-dead" in job["last_result"]
     ready = api.get("/ready")

@@ -240,9 +240,8 @@ def test_restatement_resolves_and_does_not_refire(
     november(svc)
     svc.apply_budgets([ML_MONTH])
     assert [e.key.split("/")[-1] for e in svc.check_budgets(day(21)).events] == ["50", "80"]
-    db = svc.settings.db
     svc.close()
-    cheaper = make_service({"prices": {"gpu_models": {"L4": 2.00}}}, name=db.rsplit("/", 1)[-1])
+    cheaper = make_service({"prices": {"gpu_models": {"L4": 2.00}}})  # the same store
     events = cheaper.check_budgets(day(21)).events
     # 20 Nov end: 2,112 + 4 x 96 = 2,496 at $4.00; at $2.00, half: 1,248
     assert [(e.action, e.key.split("/")[-1]) for e in events] == [
@@ -253,7 +252,7 @@ def test_restatement_resolves_and_does_not_refire(
     assert not cheaper.check_budgets(day(21)).events
     # back at $4.00: over 80 % again, but each alert fires once per period
     cheaper.close()
-    again = make_service(PRICES, name=db.rsplit("/", 1)[-1])
+    again = make_service(PRICES)
     assert again.check_budgets(day(22)).events == []
     states = {a["threshold"]: a["state"] for a in again.budget_alerts("ml-month")}
     assert states == {"50.000": "resolved", "80.000": "resolved"}

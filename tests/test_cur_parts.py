@@ -15,6 +15,9 @@ import pytest
 from aifinops.errors import UsageError
 from tests.conftest import dec, shared_data
 
+pytestmark = pytest.mark.engines
+
+
 CUR = "billing/focus_converters-tests/aws/sample-anonymous-aws-export-dataset.csv"
 COST = "lineItem/UnblendedCost"
 

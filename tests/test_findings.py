@@ -23,6 +23,9 @@ from aifinops.service import Service
 from aifinops.store import findings as stored
 from tests.conftest import HOUR, T0, load_facts, sample
 
+pytestmark = pytest.mark.engines
+
+
 PRICES = {"prices": {"gpu_models": {"L4": 4.00}}}
 WINDOW = f"{from_ms(T0).isoformat()},{from_ms(T0 + 24 * HOUR).isoformat()}"
 

@@ -37,6 +37,9 @@ from tests import test_api
 from tests.conftest import HOUR, load_facts, sample
 from tests.test_budgets import hours, ms
 
+pytestmark = pytest.mark.engines
+
+
 OCT1 = datetime(2026, 10, 1, tzinfo=UTC)
 END = datetime(2026, 11, 20, 12, tzinfo=UTC)
 PRICES: dict[str, Any] = {"prices": {"gpu_models": {"L4": 4.00}}}
@@ -184,7 +187,7 @@ def test_cli_api_and_metrics(
     svc = make_service(config)
     fleet(svc)
     token = svc.create_token("viewer", "viewer")
-    db = Path(svc.settings.db)
+    db = svc.settings.db
     svc.close()
     cfg = tmp_path / "cli.yaml"
     cfg.write_text(yaml.safe_dump({**config, "db": str(db)}))

@@ -10,6 +10,9 @@ import pytest
 from aifinops.errors import InputError
 from tests.conftest import Served
 
+pytestmark = pytest.mark.engines
+
+
 DATA = Path(__file__).parent / "data" / "opencost" / "allocation.json"
 
 

@@ -62,6 +62,9 @@ from aifinops.tables import COUNTERS, GPU_ENERGY, rows_table
 from tests.conftest import H100, HOUR, MIN, NVML, T0, load_facts, nvidia_smi_time, sample
 from tests.test_h100_capture import pmon_sm
 
+pytestmark = pytest.mark.engines
+
+
 PRICES = {"prices": {"gpu_models": {"H100": 2.00}}}
 H1, H2 = T0, T0 + HOUR
 

@@ -35,6 +35,9 @@ from aifinops.core.windows import from_ms
 from aifinops.errors import UsageError
 from tests.conftest import HOUR, MIN, T0, load_facts, sample, window
 
+pytestmark = pytest.mark.engines
+
+
 PRICE = {"prices": {"gpu_models": {"H100": 3.00}}}
 HEADER = [
     "ProviderName",
@@ -236,7 +239,7 @@ def test_cost_reconciled_on_the_command_line(make_service: Any, tmp_path: Path) 
         "-m",
         "aifinops",
         "--db",
-        str(tmp_path / "store.duckdb"),
+        svc.settings.db,
         "--config",
         str(cfg),
         "cost",

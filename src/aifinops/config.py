@@ -6,6 +6,7 @@ Environment: `AIFINOPS_DB` for the store, `AIFINOPS__SECTION__KEY` for anything 
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from datetime import date
@@ -218,6 +219,17 @@ class AlertsConfig(_Strict):
     check_every: str = "5m"
 
 
+class ServerConfig(_Strict):
+    """`aifinops serve` beside other replicas on one PostgreSQL store: one replica at a time
+    runs the periodic jobs, by holding a lease in the store for `lease_seconds` that it
+    renews each tick and before each job; when its holder dies, another replica takes the
+    lease once it runs out (decision 0021). A single job that runs longer than this can
+    overlap with the next holder's jobs (their writes are idempotent and alerts are sent
+    once), so it is above the longest collection pass or rule run."""
+
+    lease_seconds: float = Field(default=60.0, ge=1.0)
+
+
 def _duration_within(value: str, most_s: int, most: str) -> str:
     """A duration of settings: from an hour to `most_s` seconds (`most` in words)."""
     from aifinops.core.windows import parse_duration
@@ -396,6 +408,69 @@ class AnomaliesConfig(_Strict):
         return dim
 
 
+class RetentionConfig(_Strict):
+    """How long the store keeps each grain of the GPU samples (docs/retention.md): raw
+    samples, then their hourly roll-ups, then the daily ones; `forever` keeps them all.
+    Each is deleted only where the next coarser roll-up holds it (`aifinops store compact`,
+    and `serve` every `every`)."""
+
+    samples: str = "30d"
+    hourly: str = "400d"
+    daily: str = "forever"
+    every: str = "1h"
+
+    @field_validator("samples", "hourly", "daily")
+    @classmethod
+    def _kept(cls, value: str) -> str:
+        """A duration of a day or more (the daily roll-up is deleted by whole days), or
+        `forever`."""
+        if value == FOREVER:
+            return value
+        from aifinops.core.windows import parse_duration
+        from aifinops.errors import UsageError
+
+        try:
+            seconds = parse_duration(value).total_seconds()
+        except UsageError as error:
+            raise ValueError(f"{error}; or `{FOREVER}` to keep them all") from None
+        if seconds < 86400:
+            raise ValueError(f"{value!r}: at least a day (1d), or `{FOREVER}`")
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        return _duration_within(value, 7 * 86400, "a week (7d)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetentionConfig:
+        """Each grain is kept at least as long as the finer one: a coarser roll-up deleted
+        first would leave an aligned window reading a table with its start gone."""
+        kept = [self.kept_ms(name) for name in ("samples", "hourly", "daily")]
+        for (finer, a), (coarser, b) in itertools.pairwise(
+            zip(("samples", "hourly", "daily"), kept, strict=True)
+        ):
+            if b is not None and (a is None or a > b):
+                raise ValueError(
+                    f"retention.{coarser} ({getattr(self, coarser)}) is shorter than "
+                    f"retention.{finer} ({getattr(self, finer)}): keep each roll-up at "
+                    "least as long as the grain below it"
+                )
+        return self
+
+    def kept_ms(self, name: str) -> int | None:
+        """How long `name` (samples, hourly, daily) is kept, in ms; None: forever."""
+        value = getattr(self, name)
+        if value == FOREVER:
+            return None
+        from aifinops.core.windows import parse_duration
+
+        return int(parse_duration(value).total_seconds() * 1000)
+
+
+FOREVER = "forever"
+
+
 class Settings(_Strict):
     db: str = DEFAULT_DB
     currency: str = "USD"
@@ -422,8 +497,12 @@ class Settings(_Strict):
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     # anomalies: the band, the least jump, the serve job and its channels
     anomalies: AnomaliesConfig = Field(default_factory=AnomaliesConfig)
+    # how long raw samples and their hourly and daily roll-ups are kept
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     # what `aifinops rules` generates (idle held GPUs, temperature, unit-cost limits)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    # `serve`'s replicas: the lease that lets one of them at a time run the jobs
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
     @field_validator("recommendations")
     @classmethod

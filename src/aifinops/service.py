@@ -22,9 +22,11 @@ from aifinops.app.costs import CostQuery, Costs
 from aifinops.app.findings import Findings
 from aifinops.app.forecast import Forecasts
 from aifinops.app.ingest import Ingest, IngestResult
+from aifinops.app.lease import Lease, Leases
 from aifinops.app.prices import Prices
 from aifinops.app.recommend import Recommend
 from aifinops.app.report import Report
+from aifinops.app.retention import Retention
 from aifinops.app.roi import Roi
 from aifinops.app.summary import Summary
 from aifinops.config import Settings
@@ -67,6 +69,7 @@ class Service:
         self.bills = Bills(self.ingest, self.costs)
         self.collector = Collect(self.ingest)
         self.access = Access(self.ctx)
+        self.leases = Leases(self.ctx)
         self.budgets = Budgets(self.ctx, self.costs, self.bills)
         recommend = Recommend(self.ctx, self.costs, self.prices)
         self.findings = Findings(self.ctx, self.costs, recommend)
@@ -76,6 +79,7 @@ class Service:
         self.summary_app = Summary(self.ctx, self.costs, self.forecasts, self.budgets,
                                    self.findings, self.anomalies_app, self.roi_app)  # fmt: skip
         self.report_app = Report(self.ctx, self.costs, self.bills, self.summary_app)
+        self.retention = Retention(self.ctx)
 
     # -- plumbing -----------------------------------------------------------------------
     @property
@@ -380,6 +384,10 @@ class Service:
     def due_alerts(self, now: datetime | None = None) -> list[dict[str, Any]]:
         return self.budgets.due(now)
 
+    def claim_alerts(self, due: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The due deliveries this sender may send (claimed in the store: sent once)."""
+        return self.budgets.claim(due)
+
     def send_alerts(self, due: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str | None]]:
         """Send due deliveries over the network (no store use)."""
         return self.budgets.send(due)
@@ -396,6 +404,18 @@ class Service:
     def admission_state(self, result: CheckResult) -> Any:
         """The admission webhook's gates, from a check's statuses."""
         return self.budgets.admission_state(result.statuses, result.at)
+
+    # -- replicas: the lease that lets one `serve` at a time run the jobs -----------------
+    def take_lease(self, name: str, me: str, seconds: float, *, force: bool = False) -> Lease:
+        """Take or renew the lease `name` for `seconds` (`force`: from any holder); who
+        holds it after."""
+        return self.leases.take(name, me, seconds, force=force)
+
+    def release_lease(self, name: str, me: str) -> bool:
+        return self.leases.release(name, me)
+
+    def lease(self, name: str, me: str) -> Lease:
+        return self.leases.get(name, me)
 
     # -- recommendations -------------------------------------------------------------------
     def optimize(self, *, window: str | None = None, last: str | None = None,
@@ -479,6 +499,23 @@ class Service:
         from aifinops.store.repair import repair
 
         return repair(self.store, max_amount=Decimal(MAX_AMOUNT), dry_run=dry_run)
+
+    @staticmethod
+    def copy_store(
+        source: str, target: str, progress: Callable[[str, int], None] | None = None
+    ) -> list[Any]:
+        """Copy a whole store into a new one (DuckDB to PostgreSQL, or back)."""
+        from aifinops.app import stores
+
+        return stores.copy(source, target, progress)
+
+    def store_stats(self) -> dict[str, Any]:
+        """Rows, size and span per table, and what retention would remove now."""
+        return self.retention.stats()
+
+    def compact_store(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """Apply retention and merge the roll-ups' rows (`dry_run`: count, change nothing)."""
+        return self.retention.compact(dry_run=dry_run)
 
     # -- bills ----------------------------------------------------------------------------
     def bills_summary(self, **options: Any) -> list[dict[str, Any]]:

@@ -179,7 +179,12 @@ def _routes(app: FastAPI, server: Server) -> None:
     # -- probes ---------------------------------------------------------------------------
     @app.get("/health", tags=["probes"])
     def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
+        """Alive; `replica` names this process and whether it runs the periodic jobs
+        (holds the jobs' lease, as it last saw: no store read)."""
+        lease = server.lease
+        return {"status": "ok", "version": __version__,
+                "replica": {"id": server.replica,
+                            "runs_jobs": lease is not None and lease.held}}  # fmt: skip
 
     @app.get(
         "/ready",
@@ -349,7 +354,9 @@ def _routes(app: FastAPI, server: Server) -> None:
 
     @app.get("/api/v1/jobs", tags=["sources"])
     def jobs(_: Viewer) -> dict[str, Any]:
-        return {"jobs": server.scheduler.status()}
+        """Each job's last run, and the jobs' lease: which replica holds it (and so runs
+        the leased jobs) and whether this one does."""
+        return {"jobs": server.scheduler.status(), "lease": server.lease_status()}
 
     # -- bills and prices -----------------------------------------------------------------
     @app.get("/api/v1/bills/summary", tags=["bills"], response_model=None)

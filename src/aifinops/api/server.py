@@ -6,12 +6,20 @@ connection for its reads, so the CLI's read commands run beside it; a write (a c
 pass, an upload, a token) closes it, writes through a read-write connection that lives only
 for that write, and bumps the data version. One lock serialises the store's use (a DuckDB
 connection is not shared between threads); answers already computed for the current data
-version are served from memory without it."""
+version are served from memory without it.
+
+Replicas (decision 0021): several servers may share one PostgreSQL store; the jobs that
+write run on the one holding the jobs' lease (`JobLease`), the others serve the API and
+keep their own memory (the admission gates, /metrics) from reads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,13 +27,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aifinops.api.jobs import Job, Scheduler
+from aifinops.api.jobs import Job, JobLease, Scheduler
 from aifinops.config import Settings
 from aifinops.core.windows import align_up, from_ms, parse_duration
 from aifinops.outputs.metrics import ServerMetrics, budget_series, projection_series, roi_series
 from aifinops.service import Service
 
 T = TypeVar("T")
+
+LEASE = "jobs"  # the lease's name in the store
+# where the store is a database server, not a file, another replica's writes leave no trace
+# here: an answer is kept at most this long (seconds)
+SHARED_STORE_CACHE_S = 10.0
 
 
 class Server:
@@ -44,6 +57,15 @@ class Server:
         self.cache_size = cache_size
         self._cache: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
         self._reader: Service | None = None
+        # a DuckDB file's size and time after this server's own lease writes, and the ones
+        # they stand for (a lease renewed is not a change of the data)
+        self._alias: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+        # this replica, as the lease names its holder
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # on PostgreSQL the lease has a connection of its own, beside the store lock, so
+        # it is renewed while a job writes
+        self._lease_lock = threading.Lock()
+        self._lease_service: Service | None = None
         with Service(settings) as svc:  # create or migrate the store once, read-write
             svc.store  # noqa: B018
         self.budget_statuses: list[Any] = []
@@ -52,6 +74,9 @@ class Server:
         self.projection: list[Any] = []  # the forecast job's monthly projection per scope
         self._forecast_at: tuple[float, tuple[int, ...]] | None = None
         self._anomalies_at: float | None = None  # the anomalies job's last run
+        # the compact job's last run: the first is one `retention.every` after the start
+        # (a server started for a moment deletes nothing)
+        self._compacted_at = time.monotonic()
         # what else is worked out after each change of the data (the dashboard's pages)
         self.warmers: list[Callable[[tuple[int, ...]], str | None]] = []
         self.metrics = ServerMetrics(
@@ -64,6 +89,9 @@ class Server:
         self._warmed: tuple[int, ...] | None = None
         self._checked: tuple[int, ...] | None = None
         self._checked_at = 0.0
+        # the same for a replica without the lease that follows the budgets (`gates`): apart,
+        # so that one taking the lease over checks and records at once
+        self._followed: tuple[tuple[int, ...] | None, float] = (None, 0.0)
         from aifinops.api.admission import Gatekeeper
 
         self.gatekeeper = Gatekeeper(settings.admission, settings.attribution.rules())
@@ -71,11 +99,22 @@ class Server:
                        Job("recommendations", 10.0, self._recommend),
                        Job("forecast", 10.0, self._forecast)]  # fmt: skip
         budget_jobs.append(Job("anomalies", 10.0, self._check_anomalies))
-        self.scheduler = Scheduler(
-            ([Job("collect", 1.0, self._collect)] if sources else [])
-            + (budget_jobs if jobs else [])
-            + [Job("metrics", 1.0, self._warm_metrics)]
-        )
+        budget_jobs.append(Job("compact", 60.0, self._compact))
+        # on a replica without the lease: the budgets' statuses for its own admission gates
+        budget_jobs.append(Job("gates", 1.0, self._follow_budgets, leased=False))
+        listed = (([Job("collect", 1.0, self._collect)] if sources else [])
+                  + (budget_jobs if jobs else [])
+                  + [Job("metrics", 1.0, self._warm_metrics, leased=False)])  # fmt: skip
+        # on a DuckDB file, which one server at a time serves, the lease is always taken:
+        # a holder that is not this process is one that died (or a restart's predecessor)
+        ttl, force = settings.server.lease_seconds, not self._shared
+        self.lease = (
+            JobLease(self.replica, ttl, lambda: self._leasing(
+                lambda svc: svc.take_lease(LEASE, self.replica, ttl, force=force).held),
+                lambda: self._leasing(lambda svc: svc.release_lease(LEASE, self.replica)))
+            if any(j.leased for j in listed) else None
+        )  # fmt: skip
+        self.scheduler = Scheduler(listed, lease=self.lease)
 
     # -- the store --------------------------------------------------------------------
     @contextmanager
@@ -103,8 +142,22 @@ class Server:
 
     def version(self) -> tuple[int, ...]:
         """The data version: this server's writes, and the store files' sizes and times
-        (another process may have written while the server held no connection)."""
-        out = [self.generation]
+        (another process may have written while the server held no connection); on a
+        store that is no file (PostgreSQL), where other replicas write, a time slot."""
+        files = self._files()
+        if self._alias is not None and files == self._alias[0]:
+            files = self._alias[1]
+        if self._shared:
+            files += (int(time.monotonic() // SHARED_STORE_CACHE_S),)
+        return (self.generation, *files)
+
+    @property
+    def _shared(self) -> bool:
+        """Whether the store is a database server (PostgreSQL) that replicas share."""
+        return "://" in str(self.settings.db)
+
+    def _files(self) -> tuple[int, ...]:
+        out: list[int] = []
         for path in (Path(self.settings.db), Path(str(self.settings.db) + ".wal")):
             try:
                 st = os.stat(path)
@@ -112,6 +165,52 @@ class Server:
             except OSError:
                 out += [0, 0]
         return tuple(out)
+
+    def _leasing(self, act: Callable[[Service], T]) -> T:
+        """A write of the jobs' lease (taken, renewed, released): under the store lock
+        through a read-write service, as any write, but no change of the data, so the
+        answers kept stay: the DuckDB file's size and time after it stand for the ones
+        before. (A write by another process in the instant between the two is missed
+        until the next change; on DuckDB a second server is rare, and none can write
+        while this one holds the file.) On PostgreSQL, a connection of its own, without
+        the store lock."""
+        if self._shared:
+            with self._lease_lock:
+                if self._lease_service is None:
+                    self._lease_service = Service(self.settings)
+                try:
+                    return act(self._lease_service)
+                except Exception:  # the connection may be broken: a new one next time
+                    with contextlib.suppress(Exception):
+                        self._lease_service.close()
+                    self._lease_service = None
+                    raise
+        with self.lock:
+            before = self._files()
+            if self._alias is not None and before == self._alias[0]:
+                before = self._alias[1]
+            self._close_reader()
+            svc = Service(self.settings)
+            try:
+                return act(svc)
+            finally:
+                svc.close()
+                after = self._files()
+                if after != before:
+                    self._alias = (after, before)
+
+    def lease_status(self) -> dict[str, Any]:
+        """Who holds the jobs' lease (from the store: any replica says the same) and
+        whether this replica does (never, where it runs no leased job: `--no-jobs`)."""
+        if self.lease is None:
+            return {"this_replica": self.replica, "held": False, "holder": None,
+                    "running_jobs": False}  # fmt: skip
+        if self._shared:  # the lease's own connection: not kept waiting by a job's write
+            seen = self._leasing(lambda svc: svc.lease(LEASE, self.replica).to_dict())
+        else:
+            with self.reading() as svc:
+                seen = svc.lease(LEASE, self.replica).to_dict()
+        return {**seen, **self.lease.status()}
 
     def cached(self, key: Any, compute: Callable[[Service], T]) -> T:
         """`compute(service)`'s answer for `key` at the current data version."""
@@ -135,6 +234,10 @@ class Server:
         self.scheduler.stop()
         with self.lock:
             self._close_reader()
+        with self._lease_lock:
+            if self._lease_service is not None:
+                self._lease_service.close()
+                self._lease_service = None
 
     def _close_reader(self) -> None:
         if self._reader is not None:
@@ -167,12 +270,7 @@ class Server:
         """After every change of the data (a collection pass, an upload) and at least each
         `alerts.check_every`: every budget's status; what changed (an alert fired or
         resolved, a limit first exceeded) is written; the webhook's gates are refreshed."""
-        import time
-
-        version = self.version()
-        every = parse_duration(self.settings.alerts.check_every,
-                               what="alerts.check_every").total_seconds()  # fmt: skip
-        if version == self._checked and time.monotonic() - self._checked_at < every:
+        if not self._budgets_due(self._checked, self._checked_at):
             return None
         with self.reading() as svc:
             result = svc.check_budgets(record=False)
@@ -183,6 +281,25 @@ class Server:
         self._checked, self._checked_at = self.version(), time.monotonic()
         fired = [f"{e.action} {e.key}" for e in result.events]
         return f"{len(result.statuses)} budget(s)" + (f"; {', '.join(fired)}" if fired else "")
+
+    def _budgets_due(self, version: tuple[int, ...] | None, at: float) -> bool:
+        """Whether a check done at `at` (monotonic) on the data `version` is to be done
+        again: the data changed, or `alerts.check_every` passed."""
+        every = parse_duration(self.settings.alerts.check_every,
+                               what="alerts.check_every").total_seconds()  # fmt: skip
+        return self.version() != version or time.monotonic() - at >= every
+
+    def _follow_budgets(self) -> str | None:
+        """On a replica without the jobs' lease (the holder's `budgets` job checks and
+        records): as often as that job, the budgets' statuses from a check that records
+        nothing, so this replica's admission webhook and /metrics gate and show the same."""
+        if self.lease is None or self.lease.held or not self._budgets_due(*self._followed):
+            return None
+        with self.reading() as svc:
+            result = svc.check_budgets(record=False)
+        self.refresh_gates(result)
+        self._followed = (self.version(), time.monotonic())
+        return f"{len(result.statuses)} budget(s) followed"
 
     def _recommend(self) -> str | None:
         """Each `roi.every` (and at start, once there is data): the rules over the last
@@ -216,6 +333,17 @@ class Server:
         return (f"{len(result.findings)} finding(s), {len(kept.new)} new, "
                 f"{len(kept.resolved)} resolved; "
                 f"{report.realised_monthly:.2f} {report.currency} a month realised")  # fmt: skip
+
+    def _compact(self) -> str | None:
+        """Each `retention.every`: retention applied to the samples and their roll-ups
+        (`aifinops store compact`)."""
+        every = parse_duration(self.settings.retention.every, what="retention.every")
+        if time.monotonic() - self._compacted_at < every.total_seconds():
+            return None
+        self._compacted_at = time.monotonic()
+        with self.writing() as svc:
+            done = svc.compact_store()
+        return f"{done['removed']} row(s) past retention removed, {done['merged']} merged"
 
     def _check_anomalies(self) -> str | None:
         """Each `anomalies.every` (and at start, once there is data), where channels are
@@ -265,12 +393,17 @@ class Server:
 
     def _deliver(self) -> str | None:
         """Send the alert deliveries that are due (off the store lock: a slow channel
-        never holds reads up), then record each outcome; a failed one is retried later."""
+        never holds reads up), then record each outcome; a failed one is retried later.
+        Each is claimed in the store first, so one sender sends it (decision 0021)."""
         with self.reading() as svc:
             due = svc.due_alerts()
             if not due:
                 return None
+        with self.writing() as svc:
+            due = svc.claim_alerts(due)
             sender = svc.send_alerts
+        if not due:
+            return None
         outcomes = sender(due)
         with self.writing() as svc:
             svc.record_alerts_sent(outcomes)

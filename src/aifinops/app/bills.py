@@ -81,21 +81,12 @@ class Bills:
         stage = store.stage("bills", bills.STAGED)
         try:
             done = 0
-            for n, (path, _, result) in enumerate(todo, 1):
-                read = bills.BillRead()
-                done += bills.stage_bill(store.duckdb(), path, fmt, stage, options=options,
-                                         read=read)  # fmt: skip
-                if progress:
-                    progress("cost lines", done, n)
-                result.notes += read.problems
-                if read.skipped > len(read.problems):
-                    result.notes.append(f"{read.skipped} line(s) skipped in all")
-                if read.short > 1:
-                    result.notes.append(
-                        f"{read.short} lines have fewer fields than the header: if the export "
-                        "leaves out trailing empty fields, ingest it with --pad-short-rows"
-                    )
-                result.rows = read.rows
+            with store.reading_into(stage) as reader:
+                for n, (path, _, result) in enumerate(todo, 1):
+                    read = bills.BillRead()
+                    done += bills.stage_bill(reader, path, fmt, stage, options=options,
+                                             read=read)  # fmt: skip
+                    self._read_notes(result, read, progress, done, n)
             # a line repeated in the delivery is kept once, in the first file (by name) that
             # has it: each file is told how many of its lines were repeats, and of what
             repeats = stored_bills.repeats_in_stage(store, stage)
@@ -128,6 +119,21 @@ class Bills:
         finally:
             store.drop_stage(stage)
         return results + [r for _, _, r in todo]
+
+    @staticmethod
+    def _read_notes(result: IngestResult, read: Any, progress: Any, done: int, n: int) -> None:
+        """What one file's read tells its user: its problems, and its progress."""
+        if progress:
+            progress("cost lines", done, n)
+        result.notes += read.problems
+        if read.skipped > len(read.problems):
+            result.notes.append(f"{read.skipped} line(s) skipped in all")
+        if read.short > 1:
+            result.notes.append(
+                f"{read.short} lines have fewer fields than the header: if the export "
+                "leaves out trailing empty fields, ingest it with --pad-short-rows"
+            )
+        result.rows = read.rows
 
     # -- reading the bills ----------------------------------------------------------------
     def summary(

@@ -358,15 +358,20 @@ class Budgets:
                     result.queued += self._record(e, status.period.key, at_ms)
 
     def _record(self, e: AlertEvent, period: str, at_ms: int) -> int:
+        """Record one event and queue it for its channels, where this check is the one that
+        changed the alert's state: of two checks racing (two replicas, `budget check` beside
+        a server) the one whose insert or update lost queues nothing (decision 0021)."""
         if e.action == "fire":
-            stored.fire(self.ctx.store, {
+            changed = stored.fire(self.ctx.store, {
                 "key": e.key, "budget": e.budget, "period": period,
                 "alert": e.alert, "basis": e.basis, "threshold": e.threshold_percent,
                 "severity": e.severity, "state": "firing", "fired_ms": at_ms,
                 "resolved_ms": None, "spend": e.spend, "event": json.dumps(event_to_dict(e)),
             })  # fmt: skip
         else:
-            stored.resolve(self.ctx.store, e.key, at_ms)
+            changed = stored.resolve(self.ctx.store, e.key, at_ms)
+        if not changed:
+            return 0
         queued = 0
         for ch in e.channels:
             ident, _ = self.channel(ch, f"budget {e.budget}")
@@ -378,6 +383,21 @@ class Budgets:
     def due(self, now: datetime | None = None) -> list[dict[str, Any]]:
         now = now or self.ctx.clock()
         return stored.deliveries(self.ctx.store, due_ms=to_ms(now))
+
+    def claim(self, due: list[dict[str, Any]],
+              now: datetime | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """The due deliveries this sender claimed (`stored.claim`), in one transaction: only
+        these are sent, so a delivery read as due by two senders goes out once. The claim
+        lasts as long as sending them all may take (each try is bounded by
+        `alerts.timeout`) and a minute more; a sender that dies meanwhile leaves them due
+        again after it."""
+        if not due:
+            return []
+        now_ms = to_ms(now or self.ctx.clock())
+        until_ms = now_ms + int((len(due) * self.ctx.settings.alerts.timeout + 60) * 1000)
+        with self.ctx.store.transaction():
+            won = [d for d in due if stored.claim(self.ctx.store, d, until_ms)]
+        return [{**d, "next_ms": until_ms} for d in won]
 
     def send(self, due: list[dict[str, Any]],
              env: Any = None) -> list[tuple[dict[str, Any], str | None]]:  # fmt: skip

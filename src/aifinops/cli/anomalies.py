@@ -123,7 +123,7 @@ def check(
     svc = _svc()
     result = svc.check_anomalies()
     svc.record_anomalies(result)
-    sent = svc.send_alerts(svc.due_alerts())
+    sent = svc.send_alerts(svc.claim_alerts(svc.due_alerts()))
     svc.record_alerts_sent(sent)
     doc = result.to_dict()
     doc["sent"] = [{"key": d["key"], "channel": d["channel"], "error": err} for d, err in sent]

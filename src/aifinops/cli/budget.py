@@ -154,7 +154,7 @@ def budget_check(
     result = svc.check_budgets(_at(at), dry_run=dry_run)
     sent: list[tuple[dict[str, Any], str | None]] = []
     if not dry_run:
-        due = svc.due_alerts()
+        due = svc.claim_alerts(svc.due_alerts())  # sent once, beside a server too
         sent = svc.send_alerts(due)
         svc.record_alerts_sent(sent)
     if fmt == "json":

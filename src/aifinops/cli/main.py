@@ -66,7 +66,7 @@ prices_app = typer.Typer(
 )
 app.add_typer(prices_app, name="prices")
 store_app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=PLAIN, help="The store itself: checks and repairs."
+    no_args_is_help=True, rich_markup_mode=PLAIN, help="The store: sizes, retention, repairs."
 )
 app.add_typer(store_app, name="store")
 token_app = typer.Typer(
@@ -194,7 +194,9 @@ def _global(
     db: Annotated[
         str | None,
         typer.Option(
-            "--db", help="Store file (DuckDB). Default ./aifinops.duckdb, or $AIFINOPS_DB."
+            "--db",
+            help="The store: a DuckDB file (default ./aifinops.duckdb) or a PostgreSQL URL "
+            "(postgresql://USER@HOST/DB[?schema=NAME]); or $AIFINOPS_DB.",
         ),
     ] = None,
     config: Annotated[
@@ -904,6 +906,68 @@ def store_repair(
         out.print(f"{r.what}: {r.found} {done}", markup=False)
         for example in r.examples:
             out.print(f"  e.g. {example}", markup=False)
+
+
+@store_app.command("copy")
+def store_copy(
+    source: Annotated[
+        str, typer.Option("--from", help="The store to copy: a DuckDB file or postgresql://...")
+    ],
+    target: Annotated[
+        str, typer.Option("--to", help="A new, empty store: a DuckDB file or postgresql://...")
+    ],
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """Copy a whole store into a new one: from DuckDB to PostgreSQL (or back), every
+    table, in one transaction on the target."""
+    from aifinops.core.store_url import redact
+    from aifinops.service import Service
+
+    err = _console(stderr=True)
+    with err.status("copying…") as status:
+        copied = Service.copy_store(
+            source, target, lambda table, rows: status.update(f"copying {table}: {rows:,} rows")
+        )
+    rows = [{"table": c.table, "rows": c.rows} for c in copied]
+    total = sum(c.rows for c in copied)
+    _emit(rows, fmt, title="Copied", columns=("table", "rows"),
+          doc={"from": redact(source), "to": redact(target), "tables": rows, "rows": total},
+          summary=[f"{total:,} rows in {len(rows)} tables copied to {redact(target)}"])  # fmt: skip
+
+
+_STATS_COLUMNS = ("table", "rows", "bytes", "first", "last", "horizon", "removable")
+
+
+@store_app.command("stats")
+def store_stats(
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """Rows and size per table, the span of its rows, and how many rows retention would
+    remove now (retention.samples, .hourly, .daily)."""
+    stats = _service(read_only=True).store_stats()
+    keep = stats["retention"]
+    summary = [f"retention: samples {keep['samples']}, hourly {keep['hourly']}, "
+               f"daily {keep['daily']} (now {stats['now']})"]  # fmt: skip
+    _emit(stats["tables"], fmt, title="Store", columns=_STATS_COLUMNS, doc=stats,
+          summary=summary)  # fmt: skip
+
+
+@store_app.command("compact")
+def store_compact(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed, change nothing.")
+    ] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """Apply retention: delete raw samples past retention.samples where their hourly
+    roll-up holds them, hourly roll-ups past retention.hourly where the daily holds them,
+    daily ones past retention.daily; merge the roll-ups' rows; give the space back."""
+    done = _service().compact_store(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    summary = [f"{verb} {done['removed']} row(s), merged {done['merged']} roll-up row(s)"]
+    _emit(done["tables"], fmt, title="Compaction" + (" (dry run)" if dry_run else ""),
+          columns=("table", "horizon", "removed", "merged"), doc=done,
+          summary=summary)  # fmt: skip
 
 
 # -- demo ---------------------------------------------------------------------------------

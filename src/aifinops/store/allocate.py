@@ -4,7 +4,9 @@ The steps, each a set operation:
   1. Scan `gpu_usage` once in the window: per node and holder (and per step when the
      output or the idle policy keeps steps), sum held GPU-ms (by the shared-GPU policy)
      and busy GPU-ms. Each node's presence per step (its device-ms / its GPUs) comes from
-     the `node_presence` roll-up of the same samples (docs/decisions/0006).
+     the `node_presence` roll-up of the same samples (docs/decisions/0006). Both are
+     read from the coarsest hourly or daily roll-up whose rows fit the window's steps
+     (`rollups.usage_source`, docs/decisions/0020): the same sums, fewer rows.
      1b. Under the `request` policy, holders of time-sliced GPUs (nodes with
      `gpu_replicas` > 1) hold `request / replicas` of each sample and the rest is idle:
      correction rows from those nodes' samples only (docs/decisions/0011).
@@ -50,6 +52,7 @@ from aifinops.core.model import (
     SharedGpuPolicy,
 )
 from aifinops.core.pricing import NodePrice
+from aifinops.store import rollups
 from aifinops.store.db import Store
 from aifinops.store.units import served_models
 
@@ -157,13 +160,21 @@ def price_table(prices: list[NodePrice], nodes: pa.Table) -> PriceTable:
 
 
 def allocate(
-    store: Store, query: AllocationQuery, prices: PriceTable, rules: AttributionRules
+    store: Store,
+    query: AllocationQuery,
+    prices: PriceTable,
+    rules: AttributionRules,
+    source: rollups.UsageSource | None = None,
 ) -> AllocationResult:
+    """Allocate the window. The samples are read from `source`, by default the coarsest
+    roll-up whose rows each lie inside one step (`rollups.usage_source`): every step below
+    sums rows per step and never looks inside one, so each gives the same money."""
     s, e, step_ms = query.start_ms, query.end_ms, query.step_ms
+    src = source or rollups.usage_source(s, e, step_ms)
 
     # 1. the one scan over samples: per node and holder, and per step only where the
     #    output or the idle policy keeps steps
-    u = store.table("gpu_usage")
+    u = store.table(src.usage)
     u = u.filter((u.ts_ms >= s) & (u.ts_ms < e))
     held = u.held_req if query.shared_gpu is SharedGpuPolicy.REQUEST else u.held_use
     keys = [u.node_id, u.workload_id]
@@ -173,7 +184,7 @@ def allocate(
     if not query.stepwise:
         scanned = scanned.mutate(step=ibis.literal(s).cast("int64"))
     # each node's presence per step, from the per-node roll-up of the same samples
-    n = store.table("node_presence")
+    n = store.table(src.presence)
     n = n.filter((n.ts_ms >= s) & (n.ts_ms < e))
     presence = n.group_by([step_start(n.ts_ms, s, step_ms).name("step"), n.node_id]).aggregate(
         dev=_cast(n.dev.sum(), MS)
@@ -182,7 +193,7 @@ def allocate(
         p = temps.values("alloc_prices", PRICE_COLUMNS, list(prices.columns.values()))
         even: dict[str, tuple[str, ...]] = {}
         if query.shared_gpu is SharedGpuPolicy.REQUEST:
-            scanned, even = _request_shares(store, temps, u, scanned, query)
+            scanned, even = _request_shares(store, temps, u, scanned, query, src.sample_keys)
         g = temps.create("alloc_scan", scanned)
         served = None
         if "model" in query.by:
@@ -195,7 +206,12 @@ def allocate(
 
 
 def _request_shares(
-    store: Store, temps: Temps, u: ir.Table, scanned: ir.Table, query: AllocationQuery
+    store: Store,
+    temps: Temps,
+    u: ir.Table,
+    scanned: ir.Table,
+    query: AllocationQuery,
+    sample_keys: tuple[str, ...] = rollups.RAW.sample_keys,
 ) -> tuple[ir.Table, dict[str, tuple[str, ...]]]:
     """1b. The `request` policy on time-sliced GPUs (DESIGN §2.4, docs/decisions/0011).
 
@@ -208,7 +224,9 @@ def _request_shares(
     again (sums per sample, joined back to its holders); the rest of the fleet stays one
     scan. The even split stays where a sample's pods ask for more than the replicas or a
     pod's request is unknown, and where a pod asks for `nvidia.com/gpu.shared` on a node
-    whose replicas are unknown: those nodes come back with their reasons, for the report."""
+    whose replicas are unknown: those nodes come back with their reasons, for the report.
+    A roll-up is read per group of samples with the same holders (`sample_keys`): all
+    that the share of a sample depends on is the same for each sample of the group."""
     s, e = query.start_ms, query.end_ms
     nodes = store.table("nodes")
     sliced = nodes.filter(nodes.gpu_replicas > 1).select(
@@ -217,7 +235,7 @@ def _request_shares(
     even: dict[str, set[str]] = {}
     rows = scanned
     if store.arrow(sliced.limit(1)).num_rows:
-        rows = _request_corrections(store, temps, u, scanned, sliced, query, even)
+        rows = _request_corrections(store, temps, u, scanned, sliced, query, even, sample_keys)
     # pods asking for a shared GPU on a node whose replicas nobody said
     wl = store.table("workloads")
     wl = wl.filter(
@@ -240,6 +258,7 @@ def _request_corrections(
     sliced: ir.Table,
     query: AllocationQuery,
     even: dict[str, set[str]],
+    sample_keys: tuple[str, ...] = rollups.RAW.sample_keys,
 ) -> ir.Table:
     """The scan with the request-share corrections of the samples on `sliced` nodes added;
     the nodes where a sample stayed split evenly go into `even`, with why."""
@@ -247,13 +266,19 @@ def _request_corrections(
     w = store.table("workloads").select(wl_id="workload_id", request="gpu_request")
     x = u.join(sliced, u.node_id == sliced.sl_node)
     x = x.left_join(w, x.workload_id == w.wl_id)
-    x = x.select("ts_ms", "node_id", "gpu_id", "workload_id", "held_req", "replicas", "request")
+    x = x.select(*sample_keys, "workload_id", "held_req", "replicas", "request")
+    # one row per holder of a sample (two processes of one pod on a GPU are two rows of
+    # it): a pod's request counts once per GPU, and a roll-up, whose rows are per holder,
+    # gives the same shares
+    x = x.group_by([*sample_keys, "workload_id"]).aggregate(
+        held_req=x.held_req.sum(), replicas=x.replicas.max(), request=x.request.max()
+    )
     # per sample: its duration, the replicas its pods ask for, how many pods' are unknown
-    keys = ["ts_ms", "node_id", "gpu_id"]
+    keys = list(sample_keys)
     per = x.group_by(keys).aggregate(
         dur=x.held_req.sum(),
         wanted=x.request.sum(),
-        unknown=(x.workload_id.notnull() & x.request.isnull()).cast("int64").sum(),
+        unknown=(x.workload_id.notnull() & x.request.isnull()).ifelse(1, 0).sum(),
     )
     h = x.filter(x.workload_id.notnull())
     x = h.join(per, keys).select(
@@ -329,7 +354,7 @@ class Temps:
         Temps._counter += 1
         name = f"_{prefix}_{Temps._counter}"
         self.names.append(name)
-        return self.store.con.create_table(name, expr, temp=True)
+        return self.store.create_temp(name, expr)
 
     def values(
         self, prefix: str, columns: tuple[tuple[str, str], ...], data: list[list[object]]

@@ -66,7 +66,7 @@ def repeats_in_stage(store: Store, stage: str) -> dict[str, tuple[int, int]]:
             "row_number() OVER w AS n, first_value(source) OVER w AS first "
             f'FROM "{stage}" WHERE line_hash IN (SELECT line_hash FROM "{stage}" '
             "GROUP BY line_hash HAVING count(*) > 1) "
-            "WINDOW w AS (PARTITION BY line_hash ORDER BY source)) "
+            "WINDOW w AS (PARTITION BY line_hash ORDER BY source)) AS repeated "
             "WHERE n > 1 GROUP BY source"
         )
     }
@@ -120,11 +120,15 @@ def store_delivery(
             store.raw(f'DELETE FROM "{stage}" WHERE {_SAME_PERIOD}', params)
         done.append(PeriodWritten(action, provider, account, start, billed, after[0], currencies,
                                   int(after[1])))  # fmt: skip
-    first = "QUALIFY row_number() OVER (PARTITION BY line_hash ORDER BY source) = 1"
-    store.raw(
-        "INSERT INTO cost_lines BY NAME SELECT COLUMNS(lambda c: NOT starts_with(c, '_')) "
-        f'FROM "{stage}" {first if repeats else ""}'
-    )
+    # the stage's columns but the reader's own (named with `_`)
+    cols = ", ".join(f'"{c}"' for c in store.table(stage).columns if not c.startswith("_"))
+    rows = f'"{stage}"'
+    if repeats:
+        rows = (
+            f"(SELECT *, row_number() OVER (PARTITION BY line_hash ORDER BY source) AS _n "
+            f'FROM "{stage}") AS staged WHERE _n = 1'
+        )
+    store.raw(f"INSERT INTO cost_lines ({cols}) SELECT {cols} FROM {rows}")
     return done
 
 
@@ -204,7 +208,7 @@ def tag_coverage(
         params = list(window)
 
     def has(tag: str) -> str:
-        return f"coalesce(tags['{tag.replace(chr(39), chr(39) * 2)}'], '') <> ''"
+        return f"coalesce({store.map_value('tags', tag)}, '') <> ''"
 
     every = " AND ".join(has(t) for t in tags) or "TRUE"
     per_tag = "".join(f", sum(CASE WHEN {has(t)} THEN billed_cost ELSE 0 END)" for t in tags)
@@ -218,7 +222,7 @@ def tag_coverage(
     untagged = store.raw(
         f"SELECT resource_id, provider, service_name, billing_currency, sum(billed_cost) "
         f"FROM cost_lines {where}{amp}NOT ({every}) AND resource_id IS NOT NULL "
-        f"GROUP BY ALL ORDER BY 5 DESC, 1 LIMIT {int(top)}",
+        f"GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC, 1 LIMIT {int(top)}",
         params,
     )
     return totals, untagged
@@ -237,7 +241,7 @@ def lines_in_window(store: Store, start_ms: int, end_ms: int) -> list[tuple[Any,
                sum(billed_cost), sum(effective_cost)
         FROM cost_lines
         WHERE charge_period_start_ms < ? AND charge_period_end_ms > ?
-        GROUP BY ALL
+        GROUP BY 1, 2, 3, 4, 5, 6
         """,
         [start_ms, end_ms, start_ms, end_ms, end_ms, start_ms],
     )
@@ -268,9 +272,12 @@ def _record_restatement(store: Store, stage: str, params: list[Any], at_ms: int,
             FROM cost_lines WHERE {_SAME_PERIOD}
             UNION ALL
             SELECT {day}, sku_id, resource_id, 0, coalesce(effective_cost, 0)
-            FROM "{stage}" WHERE {_SAME_PERIOD}
-            QUALIFY row_number() OVER (PARTITION BY line_hash ORDER BY source) = 1
-        )
+            FROM (
+                SELECT *, row_number() OVER (PARTITION BY line_hash ORDER BY source) AS _n
+                FROM "{stage}" WHERE {_SAME_PERIOD}
+            ) AS staged
+            WHERE _n = 1
+        ) AS changed
         GROUP BY day, sku_id, resource_id HAVING sum(before) <> sum(after)
         """,
         [*params, at_ms, source, *params, *params],
@@ -282,8 +289,8 @@ def restated_cells(store: Store) -> list[tuple[Any, ...]]:
     restatements changed its EffectiveCost (a list of instants, oldest first)."""
     return store.raw(
         "SELECT provider, billing_account_id, period_start_ms, charge_day_ms, sku_id, "
-        "resource_id, list(DISTINCT restated_ms ORDER BY restated_ms) FROM bill_restatements "
-        "GROUP BY ALL"
+        "resource_id, array_agg(DISTINCT restated_ms ORDER BY restated_ms) "
+        "FROM bill_restatements GROUP BY 1, 2, 3, 4, 5, 6"
     )
 
 
@@ -300,7 +307,7 @@ def effective_by_day(store: Store, by: str, start_ms: int, end_ms: int) -> list[
                sum(coalesce(pricing_quantity, 0))
         FROM cost_lines
         WHERE charge_period_start_ms >= ? AND charge_period_start_ms < ?
-        GROUP BY ALL ORDER BY ALL
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
         """,
         [start_ms, end_ms],
     )

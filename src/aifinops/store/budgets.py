@@ -117,6 +117,19 @@ def deliveries(store: Store, *, due_ms: int | None = None,
     return [dict(zip(DELIVERY_COLUMNS, r, strict=True)) for r in rows]
 
 
+def claim(store: Store, row: dict[str, Any], until_ms: int) -> bool:
+    """Claim a due delivery to send it: its next try moves to `until_ms`, only where it is
+    still as `row` read it (undelivered, due at the same `next_ms`). Of two senders that read
+    it (two replicas, `budget check` beside a server) one claims it, so one sends it; a sender
+    that dies with it claimed leaves it due again at `until_ms`."""
+    done = store.raw(
+        "UPDATE alert_deliveries SET next_ms = ? WHERE key = ? AND action = ? AND channel = ? "
+        "AND delivered_ms IS NULL AND next_ms = ? RETURNING key",
+        [until_ms, row["key"], row["action"], row["channel"], row["next_ms"]],
+    )
+    return bool(done)
+
+
 def delivered(store: Store, key: str, action: str, channel: str, at_ms: int) -> None:
     store.raw(
         "UPDATE alert_deliveries SET delivered_ms = ?, attempts = attempts + 1, "

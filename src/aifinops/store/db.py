@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ import pyarrow as pa
 
 from aifinops.arrow_sql import sql_type
 from aifinops.errors import StoreError
+from aifinops.store import rollups
+from aifinops.store.engine import DuckDB, Engine, PostgreSQL, is_postgres, redact
 from aifinops.store.migrations import MIGRATIONS
 
 DEFAULT_DB = "aifinops.duckdb"
@@ -78,21 +79,28 @@ class Store:
         self.path = str(path) if path is not None else ":memory:"
         self.read_only = read_only
         self._tables: dict[str, ibis.Table] = {}
-        if self.path != ":memory:":
-            refuse_non_duckdb(Path(self.path))
-        try:
-            if self.path != ":memory:" and not read_only:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.con = _connect(self.path, read_only, lock_wait)
-        except StoreError:
-            raise
-        except Exception as exc:  # duckdb raises IOException, ConnectionException...
-            raise StoreError(
-                f"cannot open the store: {exc}",
-                where=self.path,
-                hint="check the path given by --db or AIFINOPS_DB, and that no other "
-                "aifinops process holds it open for writing",
-            ) from exc
+        self.engine: Engine
+        if is_postgres(self.path):
+            self.engine = PostgreSQL(self.path)
+            self.where = redact(self.path)
+        else:
+            self.where = self.path
+            if self.path != ":memory:":
+                refuse_non_duckdb(Path(self.path))
+            try:
+                if self.path != ":memory:" and not read_only:
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self.engine = DuckDB(self.path, read_only=read_only, lock_wait=lock_wait)
+            except StoreError:
+                raise
+            except Exception as exc:  # duckdb raises IOException, ConnectionException...
+                raise StoreError(
+                    f"cannot open the store: {exc}",
+                    where=self.path,
+                    hint="check the path given by --db or AIFINOPS_DB, and that no other "
+                    "aifinops process holds it open for writing",
+                ) from exc
+        self.con = self.engine.con
         if not read_only:
             self.migrate()
 
@@ -106,6 +114,9 @@ class Store:
         instead (migrated, as every command did before), and that connection is kept for the
         read. Where no store exists yet, a read finds an empty one in memory: it says there is
         nothing to read, and leaves no file behind."""
+        if path is not None and is_postgres(str(path)):
+            # a server has no single-writer lock: one connection reads beside the writers
+            return cls(path, lock_wait=lock_wait)
         if path is None or str(path) == ":memory:" or not Path(path).exists():
             return cls(None, lock_wait=lock_wait)
         try:
@@ -121,11 +132,22 @@ class Store:
         store.close()
         return cls(path, lock_wait=lock_wait)
 
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.name == "postgresql"
+
     def close(self) -> None:
-        self.con.disconnect()
+        self.engine.close()
 
     # -- schema -----------------------------------------------------------------------
     def migrate(self) -> list[int]:
+        if not isinstance(self.engine, PostgreSQL):
+            return self._migrate()
+        with self.engine.migrating():
+            self.engine.prepare()
+            return self._migrate()
+
+    def _migrate(self) -> list[int]:
         self.raw(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT now())"
@@ -147,32 +169,68 @@ class Store:
 
     def schema_version(self) -> int:
         """The newest migration applied; 0 for a database that has none (a new file)."""
-        if not self.raw(
-            "SELECT 1 FROM duckdb_tables() WHERE schema_name = 'main' "
-            "AND table_name = 'schema_migrations'"
-        ):
+        if not self.engine.table_exists("schema_migrations"):
             return 0
         rows = self.raw("SELECT max(version) FROM schema_migrations")
         return int(rows[0][0] or 0) if rows else 0
 
     # -- access -----------------------------------------------------------------------
     def raw(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run SQL on the DuckDB connection (DDL, upserts, small lookups); fetch it all.
+        """Run SQL (DuckDB's dialect, `?` parameters; translated for PostgreSQL by the
+        engine): DDL, upserts, small lookups; fetch it all.
 
         Heavy queries go through Ibis; this is for statements and one-row answers.
         """
-        duck = self.con.con
-        result = duck.execute(sql, params) if params is not None else duck.execute(sql)
-        try:
-            return list(result.fetchall())
-        except Exception:  # statements without a result set
-            return []
+        return self.engine.execute(sql, params)
 
     def duckdb(self) -> duckdb.DuckDBPyConnection:
         """The DuckDB connection under Ibis, for a reader that converts a file set at a time
         in DuckDB straight into a stage of ours (`sources.bills.engine.stage_bill`): the rows
-        go from the file to the store without an Arrow hand-off between two databases."""
+        go from the file to the store without an Arrow hand-off between two databases. On
+        PostgreSQL there is none (`scratch` gives a DuckDB in memory to convert in)."""
+        if not isinstance(self.engine, DuckDB):
+            raise StoreError("this store is not a DuckDB database", where=self.where)
         return self.con.con
+
+    def create_temp(self, name: str, expr: ibis.Table) -> ibis.Table:
+        """A temporary table holding an expression's result, as a table expression."""
+        if isinstance(self.engine, DuckDB):
+            return self.con.create_table(name, expr, temp=True)
+        self.con._run_pre_execute_hooks(expr)
+        self.engine.execute_compiled(f'CREATE TEMP TABLE "{name}" AS {self.con.compile(expr)}')
+        # Ibis's PostgreSQL SQL hands a map (jsonb) out as text: the table keeps it a map
+        for column, kind in expr.schema().items():
+            if kind.is_map():
+                self.engine.execute_compiled(
+                    f'ALTER TABLE "{name}" ALTER COLUMN "{column}" TYPE JSONB '
+                    f'USING CAST("{column}" AS JSONB)'
+                )
+        return self.con.table(name)
+
+    def map_value(self, column: str, key: str) -> str:
+        """SQL for the text value of `key` in a map column (labels, tags), NULL if absent."""
+        return self.engine.map_value(column, key)
+
+    @contextmanager
+    def reading_into(self, stage: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection in which a file reader fills `stage` (a stage of this store)
+        set at a time (`sources.bills.engine.stage_bill`): this store's own on DuckDB; on
+        PostgreSQL a DuckDB in memory, whose rows are copied into the stage when the block
+        ends."""
+        if isinstance(self.engine, DuckDB):
+            yield self.con.con
+            return
+        scratch = duckdb.connect(":memory:")
+        try:
+            schema = self.table(stage).schema().to_pyarrow()
+            cols = ", ".join(f'"{f.name}" {sql_type(f.type)}' for f in schema)
+            scratch.execute(f'CREATE TABLE "{stage}" ({cols})')
+            yield scratch
+            reader = scratch.sql(f'SELECT * FROM "{stage}"').to_arrow_reader(500_000)
+            for batch in reader:
+                self.insert_arrow(stage, pa.Table.from_batches([batch]))
+        finally:
+            scratch.close()
 
     def table(self, name: str) -> ibis.Table:
         """The table as an Ibis expression. Its columns are asked of DuckDB once per
@@ -186,13 +244,7 @@ class Store:
         """Run an Ibis expression and fetch its result as Arrow, typed as the expression's
         schema. Every query of store/ fetches through here: Ibis's own `to_pyarrow`
         imports pandas (a second, cold) for its type converter, which a read never needs."""
-        from ibis.formats.pyarrow import PyArrowData
-
-        table = expr.as_table()
-        # what `to_pyarrow` does first: register the memtables (and UDFs) it refers to
-        self.con._run_pre_execute_hooks(table)
-        result = self.con.con.sql(self.con.compile(table)).to_arrow_table()
-        return PyArrowData.convert_table(result, table.schema())
+        return self.engine.fetch_arrow(expr)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -206,48 +258,33 @@ class Store:
             self.raw("COMMIT")
 
     def insert_arrow(self, table: str, data: pa.Table) -> int:
-        """Append an Arrow table whose columns are a subset of the target's."""
+        """Append an Arrow table whose columns are a subset of the target's (in bulk: on
+        PostgreSQL through COPY)."""
         if data.num_rows == 0:
             return 0
-        view = f"_incoming_{table}"
-        duck = self.con.con
-        duck.register(view, data)
-        try:
-            cols = ", ".join(f'"{c}"' for c in data.column_names)
-            duck.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{view}"').fetchall()
-        finally:
-            duck.unregister(view)
-        return data.num_rows
+        return self.engine.append(table, data)
+
+    def attached(self, name: str, data: pa.Table) -> AbstractContextManager[str]:
+        """`data` readable by SQL as `name` within the block."""
+        return self.engine.attached(name, data)
 
     def upsert_arrow(self, table: str, data: pa.Table, key: str) -> int:
         """Replace rows with the same key, then insert: re-ingest never duplicates."""
         if data.num_rows == 0:
             return 0
-        view = f"_incoming_{table}"
-        duck = self.con.con
-        duck.register(view, data)
-        try:
-            duck.execute(
-                f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM "{view}")'
-            ).fetchall()
+        with self.attached(f"_incoming_{table}", data) as view:
+            self.raw(f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM "{view}")')
             cols = ", ".join(f'"{c}"' for c in data.column_names)
-            duck.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{view}"').fetchall()
-        finally:
-            duck.unregister(view)
+            self.raw(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{view}"')
         return data.num_rows
 
     def delete_keys(self, table: str, data: pa.Table, keys: Sequence[str]) -> None:
         """Delete the rows of `table` whose `keys` equal those of a row of `data`."""
         if data.num_rows == 0:
             return
-        view = f"_keys_{table}"
-        duck = self.con.con
-        duck.register(view, data.select(list(keys)))
-        try:
+        with self.attached(f"_keys_{table}", data.select(list(keys))) as view:
             match = " AND ".join(f't."{k}" = k."{k}"' for k in keys)
-            duck.execute(f'DELETE FROM "{table}" t USING "{view}" k WHERE {match}').fetchall()
-        finally:
-            duck.unregister(view)
+            self.raw(f'DELETE FROM "{table}" t USING "{view}" k WHERE {match}')
 
     # -- GPU samples --------------------------------------------------------------------
     def write_usage(self, data: pa.Table) -> int:
@@ -255,15 +292,13 @@ class Store:
         if data.num_rows == 0:
             return 0
         rows = self.insert_arrow("gpu_usage", data)
-        duck = self.con.con
-        duck.register("_incoming_presence", data.select(["node_id", "ts_ms", "held_req"]))
-        try:
-            duck.execute(
+        incoming = data.select(["node_id", "ts_ms", "held_req"])
+        with self.attached("_incoming_presence", incoming) as view:
+            self.raw(
                 "INSERT INTO node_presence SELECT node_id, ts_ms, sum(held_req) "
-                "FROM _incoming_presence GROUP BY node_id, ts_ms"
-            ).fetchall()
-        finally:
-            duck.unregister("_incoming_presence")
+                f'FROM "{view}" GROUP BY node_id, ts_ms'
+            )
+        rollups.add_usage_arrow(self, data)
         return rows
 
     def stage(self, prefix: str, schema: pa.Schema) -> str:
@@ -274,6 +309,7 @@ class Store:
         # import pandas (seconds, cold)
         cols = ", ".join(f'"{f.name}" {sql_type(f.type)}' for f in schema)
         self.raw(f'CREATE TEMP TABLE "{name}" ({cols})')
+        self._tables.pop(name, None)
         return name
 
     def temp_values(
@@ -287,15 +323,8 @@ class Store:
         Returns the name; `drop_stage` drops it."""
         Store._stages += 1
         name = f"_values_{prefix}_{Store._stages}"
-        selects, params = [], []
-        for i, ((column, kind), values) in enumerate(zip(columns, data, strict=True), 1):
-            if kind.upper().startswith("DECIMAL"):
-                selects.append(f'CAST(unnest(CAST(${i} AS VARCHAR[])) AS {kind}) AS "{column}"')
-                params.append([None if v is None else format(v, "f") for v in values])
-            else:
-                selects.append(f'CAST(unnest(CAST(${i} AS {kind}[])) AS {kind}) AS "{column}"')
-                params.append(list(values))
-        self.raw(f'CREATE TEMP TABLE "{name}" AS SELECT {", ".join(selects)}', params)
+        self.engine.temp_values(name, columns, data)
+        self._tables.pop(name, None)
         return name
 
     def stage_append(self, name: str, data: pa.Table) -> int:
@@ -303,6 +332,7 @@ class Store:
 
     def drop_stage(self, name: str) -> None:
         self.raw(f'DROP TABLE IF EXISTS "{name}"')
+        self._tables.pop(name, None)
 
     def write_usage_from(self, stage: str) -> int:
         """Append staged `gpu_usage` rows and their roll-up."""
@@ -312,13 +342,17 @@ class Store:
             "INSERT INTO node_presence SELECT node_id, ts_ms, sum(held_req) "
             f'FROM "{stage}" GROUP BY node_id, ts_ms'
         )
+        rollups.add_usage(self, f'"{stage}"')
         return self.count(stage)
 
     def delete_usage(self, node_ids: Sequence[str], start_ms: int, end_ms: int) -> None:
-        """Drop the samples of these nodes in [start, end), with their roll-up."""
+        """Drop the samples of these nodes in [start, end), with their roll-ups."""
+        if not node_ids:
+            return
+        rollups.remove_usage(self, node_ids, start_ms, end_ms)
         for table in ("gpu_usage", "node_presence"):
             self.raw(
-                f"DELETE FROM {table} WHERE node_id IN (SELECT unnest(?)) "
+                f"DELETE FROM {table} WHERE node_id IN (SELECT unnest(CAST(? AS VARCHAR[]))) "
                 "AND ts_ms >= ? AND ts_ms < ?",
                 [list(node_ids), start_ms, end_ms],
             )
@@ -327,30 +361,25 @@ class Store:
         rows = self.raw(f'SELECT count(*) FROM "{table}"')
         return int(rows[0][0]) if rows else 0
 
+    def table_bytes(self, table: str) -> int | None:
+        """The space a table takes in the store, in bytes, as the engine reports it (DuckDB:
+        its blocks on disk, None for a store in memory; PostgreSQL: the table with its
+        indexes and TOAST)."""
+        return self.engine.table_bytes(table)
 
-def _connect(path: str, read_only: bool, lock_wait: float) -> Any:
-    """Connect, retrying while another process holds a conflicting lock on the file (a
-    writer, for a read; readers or a writer, for a write) for up to `lock_wait` seconds."""
-    deadline, pause = time.monotonic() + lock_wait, 0.05
-    while True:
-        try:
-            return ibis.duckdb.connect(path, read_only=read_only)
-        except duckdb.IOException as exc:
-            # DuckDB has no error class of its own for a lock held elsewhere; its message
-            # is the one way to tell it from a missing or unreadable file
-            if "could not set lock" not in str(exc).lower():
-                raise
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise StoreError(
-                    "another aifinops process is writing to the store (collect, an ingest)"
-                    if read_only
-                    else "another aifinops process has the store open (collect, an ingest, "
-                    "or a read)",
-                    where=path,
-                    hint=f"tried for {lock_wait:g} s; run the command again when it is done "
-                    "(collect holds the store only while a run writes), or give another "
-                    "store with --db",
-                ) from exc
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 1.0)
+    def tables(self) -> list[str]:
+        """The store's own tables, by name."""
+        return self.engine.tables()
+
+    def scan(
+        self, table: str, columns: Sequence[str], batch_rows: int = 500_000
+    ) -> Iterator[pa.Table]:
+        """A whole table's `columns`, in Arrow parts."""
+        return self.engine.scan(table, columns, batch_rows)
+
+    def restart_sequence(self, name: str, after: int) -> None:
+        self.engine.restart_sequence(name, after)
+
+    def reclaim(self) -> None:
+        """Give the space of deleted rows back (DuckDB CHECKPOINT, PostgreSQL VACUUM)."""
+        self.engine.reclaim()

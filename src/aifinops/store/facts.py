@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from aifinops.store import rollups
 from aifinops.store.db import Store
 from aifinops.tables import (
     COUNTERS,
@@ -53,7 +54,7 @@ def usage_end(store: Store) -> int | None:
     row = store.raw(
         "SELECT max(ts_ms + CAST(d AS BIGINT)) FROM (SELECT ts_ms, sum(held_req) AS d "
         "FROM gpu_usage WHERE ts_ms >= (SELECT max(ts_ms) FROM gpu_usage) - 86400000 "
-        "GROUP BY ts_ms, node_id, gpu_id)"
+        "GROUP BY ts_ms, node_id, gpu_id) AS samples"
     )[0]
     return None if row[0] is None else int(row[0])
 
@@ -114,8 +115,9 @@ def claim_unowned(store: Store, node: str, workload: str, start: int, end: int |
         "node_id = ? AND ts_ms >= ? AND ts_ms < ? AND (workload_id IS NULL OR workload_id LIKE ?)"
     )
     found = int(store.raw(f"SELECT count(*) FROM gpu_usage WHERE {unowned}", params)[0][0])
-    if found:
-        store.raw(f"UPDATE gpu_usage SET workload_id = ? WHERE {unowned}", [workload, *params])
+    if found:  # the roll-ups' holders change with them
+        update = f"UPDATE gpu_usage SET workload_id = ? WHERE {unowned}"
+        rollups.claim_usage(store, node, params[1], params[2], update, [workload, *params])
     return found
 
 
@@ -133,9 +135,12 @@ def replace_energy(
         pairs = sorted({(r["node_id"], r.get("source")) for r in rows}, key=str)
     if not pairs:
         return
+    lo, hi = _energy_span(store, rows, start_ms, end_ms)
+    change = rollups.energy_before(store, [p[0] for p in pairs], lo, hi)
     store.raw(
         "DELETE FROM gpu_energy WHERE ts_ms >= ? AND ts_ms < ? AND EXISTS (SELECT 1 FROM "
-        "(SELECT unnest(?) AS n, unnest(?) AS s) k WHERE k.n = gpu_energy.node_id "
+        "(SELECT unnest(CAST(? AS VARCHAR[])) AS n, unnest(CAST(? AS VARCHAR[])) AS s) k "
+        "WHERE k.n = gpu_energy.node_id "
         "AND k.s = coalesce(gpu_energy.source, ''))",
         [start_ms, end_ms, [p[0] for p in pairs], [p[1] or "" for p in pairs]],
     )
@@ -143,6 +148,20 @@ def replace_energy(
         store.raw(f'INSERT INTO gpu_energy SELECT * FROM "{rows}"')
     else:
         store.insert_arrow("gpu_energy", rows_table(rows, GPU_ENERGY))
+    rollups.energy_after(store, change)
+
+
+def _energy_span(
+    store: Store, rows: Sequence[dict[str, Any]] | str, start_ms: int, end_ms: int
+) -> tuple[int, int]:
+    """[start, end) widened to the readings that replace it."""
+    if isinstance(rows, str):
+        first, last = store.raw(f'SELECT min(ts_ms), max(ts_ms) FROM "{rows}"')[0]
+    else:
+        first, last = min(r["ts_ms"] for r in rows), max(r["ts_ms"] for r in rows)
+    if first is None:
+        return start_ms, end_ms
+    return min(start_ms, int(first)), max(end_ms, int(last) + 1)
 
 
 def replace_counters(

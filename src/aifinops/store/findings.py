@@ -28,16 +28,13 @@ def upsert(store: Store, rows: list[dict[str, Any]], at_ms: int) -> list[str]:
            for c in ("id", "rule", "severity", "scope", "evidence", "monthly_saving",
                      "confidence", "action", "patch", "currency")},
     })  # fmt: skip
-    duck = store.con.con
-    view = "_incoming_findings"
-    duck.register(view, data)
-    try:
+    with store.attached("_incoming_findings", data) as view:
         known = f'SELECT id FROM "{view}" WHERE id NOT IN (SELECT id FROM findings)'
-        new = sorted(r[0] for r in duck.execute(known).fetchall())
-        again = sorted(r[0] for r in duck.execute(
+        new = sorted(r[0] for r in store.raw(known))
+        again = sorted(r[0] for r in store.raw(
             f"SELECT f.id FROM findings f JOIN \"{view}\" v USING (id) "
-            "WHERE f.status = 'resolved'").fetchall())  # fmt: skip
-        duck.execute(
+            "WHERE f.status = 'resolved'"))  # fmt: skip
+        store.raw(
             f"INSERT INTO findings ({', '.join(COLUMNS)}) SELECT id, rule, severity, scope, "
             "evidence, CAST(monthly_saving AS DECIMAL(38, 6)), "
             "CAST(confidence AS DECIMAL(9, 6)), action, patch, currency, ?, ?, 'open', NULL, "
@@ -48,12 +45,10 @@ def upsert(store: Store, rows: list[dict[str, Any]], at_ms: int) -> list[str]:
             "patch = excluded.patch, currency = excluded.currency, "
             "last_seen_ms = excluded.last_seen_ms",
             [at_ms, at_ms],
-        ).fetchall()
-    finally:
-        duck.unregister(view)
+        )
     if again:
         store.raw("UPDATE findings SET status = 'open', status_ms = ? "
-                  "WHERE id IN (SELECT unnest(?))", [at_ms, again])  # fmt: skip
+                  "WHERE id IN (SELECT unnest(CAST(? AS VARCHAR[])))", [at_ms, again])  # fmt: skip
     _events(store, [(fid, "found") for fid in new] + [(fid, "found again") for fid in again],
             at_ms)  # fmt: skip
     return new
@@ -63,10 +58,16 @@ def _events(store: Store, what: list[tuple[str, str]], at_ms: int,
             detail: str | None = None) -> None:  # fmt: skip
     """Many history events at once (no actor)."""
     if what:
-        store.insert_arrow("finding_events", pa.table({
+        events = pa.table({
             "id": [w[0] for w in what], "ts_ms": pa.array([at_ms] * len(what), pa.int64()),
-            "event": [w[1] for w in what],
-            "detail": pa.array([detail] * len(what), pa.string())}))  # fmt: skip
+            "event": [w[1] for w in what], "n": pa.array(range(len(what)), pa.int64()),
+            "detail": pa.array([detail] * len(what), pa.string())})  # fmt: skip
+        with store.attached("_incoming_events", events) as view:
+            store.raw(  # each takes the next number of the sequence, in the given order
+                "INSERT INTO finding_events (id, ts_ms, event, detail, seq) "
+                f"SELECT id, ts_ms, event, detail, nextval('event_seq') FROM "
+                f'(SELECT * FROM "{view}" ORDER BY n) AS e'
+            )
 
 
 def resolve_missing(store: Store, rules: Sequence[str], seen: Sequence[str], at_ms: int,
@@ -77,7 +78,8 @@ def resolve_missing(store: Store, rules: Sequence[str], seen: Sequence[str], at_
         return []
     done = store.raw(
         "UPDATE findings SET status = 'resolved', status_ms = ? WHERE status = 'open' "
-        "AND rule IN (SELECT unnest(?)) AND id NOT IN (SELECT unnest(?)) RETURNING id",
+        "AND rule IN (SELECT unnest(CAST(? AS VARCHAR[]))) "
+        "AND id NOT IN (SELECT unnest(CAST(? AS VARCHAR[]))) RETURNING id",
         [at_ms, list(rules), list(seen) or [""]],
     )
     ids = sorted(r[0] for r in done)
@@ -114,13 +116,14 @@ def set_status(store: Store, fid: str, status: str, reason: str | None, at_ms: i
 
 def event(store: Store, fid: str, at_ms: int, what: str, actor: str | None,
           detail: str | None) -> None:  # fmt: skip
-    store.raw("INSERT INTO finding_events VALUES (?, ?, ?, ?, ?)",
+    store.raw("INSERT INTO finding_events (id, ts_ms, event, actor, detail, seq) "
+              "VALUES (?, ?, ?, ?, ?, nextval('event_seq'))",
               [fid, at_ms, what, actor, detail])  # fmt: skip
 
 
 def history(store: Store, fid: str) -> list[dict[str, Any]]:
     rows = store.raw(
-        "SELECT ts_ms, event, actor, detail FROM finding_events WHERE id = ? ORDER BY ts_ms, rowid",
+        "SELECT ts_ms, event, actor, detail FROM finding_events WHERE id = ? ORDER BY ts_ms, seq",
         [fid],
     )
     return [{"ts_ms": r[0], "event": r[1], "actor": r[2], "detail": r[3]} for r in rows]

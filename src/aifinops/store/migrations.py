@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aifinops.store.rollups import fill_rollups
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -407,6 +409,90 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 source VARCHAR
             )
             """,
+        ],
+    ),
+    (
+        16,
+        "leases: which replica of `aifinops serve` runs the periodic jobs, and until when",
+        # one row per lease name; a holder renews it before `expires_ms`, and any replica
+        # may take it once that has passed (its holder died or stopped)
+        [
+            """
+            CREATE TABLE leases (
+                name VARCHAR PRIMARY KEY,
+                holder VARCHAR NOT NULL,
+                acquired_ms BIGINT NOT NULL,
+                expires_ms BIGINT NOT NULL
+            )
+            """,
+        ],
+    ),
+    (
+        17,
+        "roll-ups: GPU usage, node presence and GPU energy per UTC hour and day",
+        # ts_ms is the hour's (day's) start; the value columns are the sums of the samples
+        # in it and `samples` how many raw rows they sum. `holders` names a sample's holders
+        # (its workload ids, sorted), so that the request share of time-sliced GPUs, worked
+        # per sample, is worked per group of samples with the same holders instead. Several
+        # rows per key are allowed (readers sum them; `store compact` merges them). Kept in
+        # step with ingest by store/rollups.py; docs/decisions/0020.
+        [
+            *(
+                f"""
+                CREATE TABLE gpu_usage_{grain} (
+                    ts_ms BIGINT NOT NULL,
+                    node_id VARCHAR NOT NULL,
+                    gpu_id VARCHAR NOT NULL,
+                    holders VARCHAR NOT NULL,
+                    workload_id VARCHAR,
+                    held_req DECIMAL(38, 6) NOT NULL,
+                    held_use DECIMAL(38, 6) NOT NULL,
+                    used DECIMAL(38, 6) NOT NULL,
+                    samples BIGINT NOT NULL
+                )
+                """
+                for grain in ("hourly", "daily")
+            ),
+            *(
+                f"""
+                CREATE TABLE node_presence_{grain} (
+                    node_id VARCHAR NOT NULL,
+                    ts_ms BIGINT NOT NULL,
+                    dev DECIMAL(38, 6) NOT NULL,
+                    samples BIGINT NOT NULL
+                )
+                """
+                for grain in ("hourly", "daily")
+            ),
+            # energy: the counter's increases (and the time between readings) of the
+            # readings in the hour, each against the reading before it (store/units.py)
+            *(
+                f"""
+                CREATE TABLE gpu_energy_{grain} (
+                    ts_ms BIGINT NOT NULL,
+                    node_id VARCHAR NOT NULL,
+                    gpu_id VARCHAR NOT NULL,
+                    energy_mj DOUBLE NOT NULL,
+                    span_ms BIGINT NOT NULL,
+                    samples BIGINT NOT NULL
+                )
+                """
+                for grain in ("hourly", "daily")
+            ),
+            *fill_rollups(),
+        ],
+    ),
+    (
+        18,
+        "event order: a sequence number on finding events and the audit log",
+        # the order of two rows of one instant, which DuckDB's rowid gave and PostgreSQL
+        # has no column for: each insert takes the next number
+        [
+            "CREATE SEQUENCE event_seq",
+            "ALTER TABLE finding_events ADD COLUMN seq BIGINT",
+            "ALTER TABLE audit_log ADD COLUMN seq BIGINT",
+            "UPDATE finding_events SET seq = nextval('event_seq')",
+            "UPDATE audit_log SET seq = nextval('event_seq')",
         ],
     ),
 ]

@@ -113,7 +113,8 @@ def workload_labels(store: Store, workload_ids: list[str]) -> dict[str, dict[str
     if not workload_ids:
         return {}
     rows = store.raw(
-        "SELECT workload_id, labels FROM workloads WHERE workload_id IN (SELECT unnest(?))",
+        "SELECT workload_id, labels FROM workloads "
+        "WHERE workload_id IN (SELECT unnest(CAST(? AS VARCHAR[])))",
         [workload_ids],
     )
     return {r[0]: dict(r[1] or {}) for r in rows}
@@ -132,7 +133,7 @@ def _peaks(u: ir.Table, members: ir.Table) -> ir.Table:
     by the workloads in `members` (m_id: workload, m_key: what they are counted under)."""
     m = u.join(members, u.workload_id == members.m_id)
     at = m.group_by([m.m_key, m.hour, m.ts_ms]).aggregate(
-        busy_n=m.busy.cast("int64").sum(), held_n=m.count()
+        busy_n=m.busy.ifelse(1, 0).sum(), held_n=m.count()
     )
     return at.group_by(p_key=at.m_key, p_hour=at.hour).aggregate(
         peak=at.busy_n.max(), seen=at.held_n.max()
@@ -176,7 +177,7 @@ def _pod_hours(store: Store, temps: Temps, s: int, e: int) -> ir.Table:
         used_ms=f.used_ms,
         held_gpus=_gpus(f.held_ms),
         busy_gpus=_gpus(f.used_ms),
-        peak_gpus=f.peak.fill_null(f.any_busy.cast("int64")).cast("int64"),
+        peak_gpus=f.peak.fill_null(f.any_busy.ifelse(1, 0)).cast("int64"),
         gpus_seen=f.seen.fill_null(1).cast("int64"),
         memory_mib=f.memory_mib,
     )
@@ -355,12 +356,7 @@ def _unallocated(alloc: ir.Table) -> ir.Table:
 
 @contextmanager
 def _registered(store: Store, prefix: str, data: pa.Table) -> Iterator[ir.Table]:
-    """An Arrow table read in place by the engine, as a table expression, while the block
-    runs (a temporary view, not a copy)."""
-    name = f"_{prefix}_{next(_VIEWS)}"
-    duck = store.duckdb()
-    duck.register(name, data)
-    try:
+    """An Arrow table read by the engine, as a table expression, while the block runs (on
+    DuckDB a temporary view, not a copy)."""
+    with store.attached(f"_{prefix}_{next(_VIEWS)}", data) as name:
         yield store.con.table(name)
-    finally:
-        duck.unregister(name)

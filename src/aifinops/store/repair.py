@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from aifinops.store import rollups
 from aifinops.store.db import Store
 
 _MONEY = ("billed_cost", "effective_cost", "list_cost", "contracted_cost")
@@ -26,7 +27,7 @@ def repair(store: Store, *, max_amount: Decimal, dry_run: bool = False) -> list[
     1. cost lines with an amount of `max_amount` or more (the bill readers refuse such
        lines now; an older version stored them, and every sum over them then failed);
     2. `node_presence` rows that do not equal the sum of their samples (it is rebuilt from
-       `gpu_usage`)."""
+       `gpu_usage`, and its roll-ups from it)."""
     out = []
     with store.transaction():
         bad = " OR ".join(f"abs({c}) >= ?" for c in _MONEY)
@@ -45,9 +46,9 @@ def repair(store: Store, *, max_amount: Decimal, dry_run: bool = False) -> list[
         stale = int(store.raw(
             """
             SELECT count(*) FROM (
-                SELECT node_id, ts_ms, sum(held_req) AS dev FROM gpu_usage GROUP BY ALL
+                SELECT node_id, ts_ms, sum(held_req) AS dev FROM gpu_usage GROUP BY node_id, ts_ms
             ) u FULL JOIN (
-                SELECT node_id, ts_ms, sum(dev) AS dev FROM node_presence GROUP BY ALL
+                SELECT node_id, ts_ms, sum(dev) AS dev FROM node_presence GROUP BY node_id, ts_ms
             ) p USING (node_id, ts_ms)
             WHERE u.dev IS DISTINCT FROM p.dev
             """
@@ -58,8 +59,9 @@ def repair(store: Store, *, max_amount: Decimal, dry_run: bool = False) -> list[
                 "INSERT INTO node_presence SELECT node_id, ts_ms, sum(held_req) "
                 "FROM gpu_usage GROUP BY node_id, ts_ms"
             )
+            rollups.rebuild_presence(store)
         out.append(Repair("node presence instants out of step with the samples", stale,
                           0 if dry_run else stale))  # fmt: skip
     if not dry_run:
-        store.raw("CHECKPOINT")
+        store.reclaim()
     return out

@@ -117,14 +117,15 @@ def revoke_token(store: Store, name: str, at_ms: int) -> bool:
 
 def audit(store: Store, entry: dict[str, Any]) -> None:
     store.raw(
-        f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}, seq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, nextval('event_seq'))",
         [entry.get(c) for c in AUDIT_COLUMNS],
     )
 
 
 def audit_entries(store: Store, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     rows = store.raw(
-        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY ts_ms DESC, rowid DESC "
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY ts_ms DESC, seq DESC "
         "LIMIT ? OFFSET ?",
         [limit, offset],
     )

@@ -7,6 +7,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from aifinops.store import rollups
 from aifinops.store.db import Store
 
 TOKENS = ("prompt_tokens", "generation_tokens")
@@ -132,7 +133,20 @@ def energy_increases(
 ) -> pa.Table:
     """node_id, gpu_id, energy_mj, span_ms: per GPU, the energy counter's increase between
     consecutive readings whose later one lies in [start, end) (a drop is a reset: the new
-    reading is the increase), and the time those readings span."""
+    reading is the increase), and the time those readings span. Ends on whole hours (or
+    none) read the roll-up that holds those sums per hour or day (store/rollups.py)."""
+    rolled = rollups.energy_table(start_ms, end_ms)
+    if rolled is not None:
+        r = store.table(rolled)
+        if start_ms is not None:
+            r = r.filter(r.ts_ms >= start_ms)
+        if end_ms is not None:
+            r = r.filter(r.ts_ms < end_ms)
+        return store.arrow(
+            r.group_by(["node_id", "gpu_id"])
+            .aggregate(energy_mj=r.energy_mj.sum(), span_ms=r.span_ms.sum())
+            .order_by(["node_id", "gpu_id"])
+        )
     e = store.table("gpu_energy")
     e = e.filter(e.energy_mj.notnull())
     if end_ms is not None:
