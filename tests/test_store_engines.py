@@ -197,3 +197,24 @@ def test_store_copy_both_ways_keeps_the_costs(
     finally:
         copied.close()
     assert PG_URL in pg
+
+
+def test_the_demo_reads_the_same_on_both_engines(
+    cli: Callable[..., Any], tmp_path: Path, pg_schemas: PostgresSchemas
+) -> None:
+    """The whole demo, built on a DuckDB file and on PostgreSQL: every line of its report
+    (costs by team, model and node, budgets, the forecast, 30 recommendations, idle and
+    waste) the same but the store's name and the time it took."""
+    import re
+
+    pg = pg_schemas.url("demo")
+    outs = []
+    for db, where in ((str(tmp_path / "demo.duckdb"), tmp_path), (pg, tmp_path / "pg")):
+        where.mkdir(exist_ok=True)
+        run = cli("--db", db, "demo", cwd=where)
+        assert run.returncode == 0, run.stderr
+        text = run.stdout.replace(f"'{db}'", "STORE").replace(db, "STORE")
+        text = re.sub(r"--config \S+", "--config CONFIG", text)
+        outs.append(re.sub(r"in [0-9.]+ s:", "in T:", text))
+    assert "asset cost of the priced nodes in the window: 17,622.21 USD" in outs[0]
+    assert outs[1].splitlines() == outs[0].splitlines()

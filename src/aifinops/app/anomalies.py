@@ -185,7 +185,7 @@ class Anomalies:
         days = stored_bills.charge_days(self.ctx.store)
         if days is None:
             raise UsageError(
-                "the store holds no bills yet", where=self.ctx.settings.db,
+                "the store holds no bills yet", where=self.ctx.store_name,
                 hint="ingest some (aifinops ingest focus|cur|azure|oci FILE)")  # fmt: skip
         end = from_ms(days[1])
         return Window(end - timedelta(days=7), end)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aifinops.config import Settings
+from aifinops.core.store_url import redact
 from aifinops.store.db import Store
 
 
@@ -33,6 +34,11 @@ class AppContext:
             db = self.settings.db
             self._store = Store.for_reads(db) if self.read_only else Store(db)
         return self._store
+
+    @property
+    def store_name(self) -> str:
+        """The store as messages name it: the file, or the server's URL without a password."""
+        return redact(self.settings.db)
 
     def now_ms(self) -> int:
         return int(self.clock().timestamp() * 1000)

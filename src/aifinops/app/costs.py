@@ -125,7 +125,7 @@ class Costs:
         if extent is None:
             raise UsageError(
                 "the store holds no GPU samples yet",
-                where=self.ctx.settings.db,
+                where=self.ctx.store_name,
                 hint="ingest some (aifinops ingest nvidia-smi DIR) or run `aifinops demo`",
             )
         end = align_up(from_ms(extent[1] + 1), timedelta(hours=1))

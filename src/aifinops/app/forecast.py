@@ -236,7 +236,7 @@ class Forecasts:
         extent = self.costs.data_extent()
         if extent is None:
             raise UsageError(
-                "the store holds no GPU samples yet", where=self.ctx.settings.db,
+                "the store holds no GPU samples yet", where=self.ctx.store_name,
                 hint="ingest some (aifinops ingest ...) or run `aifinops demo`")  # fmt: skip
         newest = from_ms(self.costs.data_end() or extent[1] + 1)
         data_start = from_ms(extent[0])

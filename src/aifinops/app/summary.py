@@ -75,7 +75,7 @@ class Summary:
         sample)."""
         if self.costs.data_extent() is None:
             raise UsageError("the store holds no GPU samples yet: nothing to summarise",
-                             where=self.ctx.settings.db,
+                             where=self.ctx.store_name,
                              hint="ingest some (aifinops ingest nvidia-smi DIR) or run "
                              "`aifinops demo`")  # fmt: skip
         report = self.costs.cost(CostQuery(window=window, last=last, by=tuple(by)))

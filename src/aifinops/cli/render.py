@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -476,9 +477,10 @@ def demo(result: DemoResult, console: Console) -> None:
         console.print(f"  {UNPRICED}: {hours(row.gpu_hours)} GPU-h with no price")
     _footnotes(team, console)
     console.print(
-        f"\nNext: aifinops --db {result.db} --config {result.config} cost "
+        f"\nNext: aifinops --db {shlex.quote(result.db)} --config {result.config} cost "
         "--by team,project --format detailed\n"
-        f"  or the dashboard: aifinops --db {result.db} --config {result.config} serve, "
+        f"  or the dashboard: aifinops --db {shlex.quote(result.db)} --config {result.config} "
+        "serve, "
         "then open http://127.0.0.1:8080/"
     )
 

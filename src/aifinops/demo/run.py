@@ -19,6 +19,7 @@ from typing import Any
 
 from aifinops.config import load_settings
 from aifinops.core.model import CostReport
+from aifinops.core.store_url import is_postgres
 from aifinops.core.windows import Window, align_down, from_ms, month_bounds, parse_instant
 from aifinops.demo.capture import (
     CAPTURE_HOST,
@@ -118,7 +119,8 @@ def run_demo(
     before."""
     began = time.perf_counter()
     last = demo_end(end, now)
-    config = Path(db).with_suffix(".yaml")
+    # the config beside the store file; for a store on a server, in this directory
+    config = Path("aifinops-demo.yaml") if is_postgres(db) else Path(db).with_suffix(".yaml")
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(DEMO_CONFIG, encoding="utf-8")
     svc = Service(load_settings(config, flags={"db": db}))
