@@ -27,6 +27,7 @@ bench: setup
 	$(VENV)/python bench/bills.py --copies 781
 	$(VENV)/python bench/recommend.py --gpus 1000 --days 30
 	$(VENV)/python bench/forecast.py
+	$(VENV)/python bench/engines.py --gpus 1000
 
 # The CUR conversion alone (1M lines, vs the FinOps Foundation's focus-converter).
 bench-bills: setup
