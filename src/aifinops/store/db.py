@@ -205,6 +205,9 @@ class Store:
                     f'ALTER TABLE "{name}" ALTER COLUMN "{column}" TYPE JSONB '
                     f'USING CAST("{column}" AS JSONB)'
                 )
+        # no autovacuum sees a temporary table: without its statistics the planner takes
+        # it for a few rows, and nests loops over it
+        self.engine.execute_compiled(f'ANALYZE "{name}"')
         return self.con.table(name)
 
     def map_value(self, column: str, key: str) -> str:

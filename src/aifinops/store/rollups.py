@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from aifinops.store.db import Store
 
 HOUR_MS = 3_600_000
+# a list of node ids as one parameter: one statement text whatever the count
+NODES = "(SELECT unnest(CAST(? AS VARCHAR[])))"
 DAY_MS = 86_400_000
 GRAINS: tuple[tuple[str, int], ...] = (("hourly", HOUR_MS), ("daily", DAY_MS))
 # the readings before a replaced span that its first readings' increases are taken against
@@ -183,15 +185,14 @@ def remove_usage(store: Store, node_ids: Sequence[str], start_ms: int, end_ms: i
     hours whose other samples retention already deleted keep them in the roll-up."""
     if not node_ids:
         return
-    nodes = ", ".join("?" for _ in node_ids)
-    picked = f"node_id IN ({nodes}) AND ts_ms >= ? AND ts_ms < ?"
-    raw_params = [*node_ids, start_ms, end_ms]
+    picked = f"node_id IN {NODES} AND ts_ms >= ? AND ts_ms < ?"
+    raw_params = [list(node_ids), start_ms, end_ms]
     if not store.raw(f"SELECT 1 FROM gpu_usage WHERE {picked} LIMIT 1", raw_params):
         return  # nothing stored there yet: a first read of the span
     usage = f"(SELECT * FROM gpu_usage WHERE {picked})"
     presence = f"(SELECT node_id, ts_ms, dev FROM node_presence WHERE {picked})"
     for grain, ms in GRAINS:
-        span = [*node_ids, start_ms - start_ms % ms, _ceil(end_ms, ms)]
+        span = [list(node_ids), start_ms - start_ms % ms, _ceil(end_ms, ms)]
         _merge(
             store,
             f"gpu_usage_{grain}",
@@ -267,11 +268,10 @@ def energy_before(store: Store, node_ids: Sequence[str], lo: int, hi: int) -> En
     """Note these nodes' energy increases that a replacement of their readings in [lo, hi)
     can change; `energy_after` puts the difference into the roll-ups."""
     nodes = tuple(sorted(set(node_ids)))
-    marks = ", ".join("?" for _ in nodes)
     nxt = store.raw(
-        f"SELECT max(f) FROM (SELECT min(ts_ms) AS f FROM gpu_energy WHERE node_id IN ({marks}) "
+        f"SELECT max(f) FROM (SELECT min(ts_ms) AS f FROM gpu_energy WHERE node_id IN {NODES} "
         "AND energy_mj IS NOT NULL AND ts_ms >= ? GROUP BY node_id, gpu_id) m",
-        [*nodes, hi],
+        [list(nodes), hi],
     )
     last = nxt[0][0] if nxt and nxt[0][0] is not None else None
     upper = _ceil(max(hi, int(last) + 1) if last is not None else hi, DAY_MS)
@@ -285,9 +285,8 @@ def energy_after(store: Store, change: EnergyChange) -> None:
     those `energy_before` noted."""
     after = f"_energy_after_{next(_temps)}"
     _energy_snapshot(store, change, after)
-    marks = ", ".join("?" for _ in change.nodes)
-    picked = f"node_id IN ({marks}) AND ts_ms >= ? AND ts_ms < ?"
-    span = [*change.nodes, change.lo, change.hi]
+    picked = f"node_id IN {NODES} AND ts_ms >= ? AND ts_ms < ?"
+    span = [list(change.nodes), change.lo, change.hi]
     for grain, ms in GRAINS:
         delta = " UNION ALL ".join(
             f"SELECT ts_ms - ts_ms % {ms} AS ts_ms, node_id, gpu_id, {sign}energy_mj, "
@@ -309,15 +308,14 @@ def energy_after(store: Store, change: EnergyChange) -> None:
 
 
 def _energy_snapshot(store: Store, change: EnergyChange, name: str) -> None:
-    marks = ", ".join("?" for _ in change.nodes)
     select = _energy_increases(
         "r.ts_ms >= ?",
-        f"node_id IN ({marks}) AND ts_ms >= ? AND ts_ms < ?",
+        f"node_id IN {NODES} AND ts_ms >= ? AND ts_ms < ?",
         HOUR_MS,
     )
     store.raw(
         f'CREATE TEMP TABLE "{name}" AS {select}',
-        [*change.nodes, change.lo - ENERGY_LOOKBACK_MS, change.hi, change.lo],
+        [list(change.nodes), change.lo - ENERGY_LOOKBACK_MS, change.hi, change.lo],
     )
 
 
