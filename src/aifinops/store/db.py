@@ -183,15 +183,6 @@ class Store:
         """
         return self.engine.execute(sql, params)
 
-    def duckdb(self) -> duckdb.DuckDBPyConnection:
-        """The DuckDB connection under Ibis, for a reader that converts a file set at a time
-        in DuckDB straight into a stage of ours (`sources.bills.engine.stage_bill`): the rows
-        go from the file to the store without an Arrow hand-off between two databases. On
-        PostgreSQL there is none (`scratch` gives a DuckDB in memory to convert in)."""
-        if not isinstance(self.engine, DuckDB):
-            raise StoreError("this store is not a DuckDB database", where=self.where)
-        return self.con.con
-
     def create_temp(self, name: str, expr: ibis.Table) -> ibis.Table:
         """A temporary table holding an expression's result, as a table expression."""
         if isinstance(self.engine, DuckDB):

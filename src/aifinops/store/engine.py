@@ -21,8 +21,9 @@ import io
 import json
 import time
 import urllib.parse
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import ibis
@@ -39,58 +40,62 @@ from aifinops.errors import StoreError
 _PARAM = "__aifinops_param__"
 
 
-class Engine:
-    """One connection to one engine. `con` is the Ibis backend on it."""
+class Engine(ABC):
+    """One connection to one engine. `con` is the Ibis backend on it. Each engine gives
+    every operation below; `Store` calls nothing else of it."""
 
     name: str
     con: Any
 
+    @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+        """Run one of the store's statements (DuckDB's dialect, `?` parameters); its rows."""
 
+    @abstractmethod
     def fetch_arrow(self, expr: ibis.Expr) -> pa.Table:
-        raise NotImplementedError
+        """Run an Ibis expression; its result as Arrow, typed as the expression says."""
 
-    @contextmanager
-    def attached(self, name: str, data: pa.Table) -> Iterator[str]:
+    @abstractmethod
+    def attached(self, name: str, data: pa.Table) -> AbstractContextManager[str]:
         """Make `data` readable by SQL as `name` for the block."""
-        raise NotImplementedError
-        yield name
 
+    @abstractmethod
     def append(self, table: str, data: pa.Table) -> int:
         """Append an Arrow table whose columns are a subset of `table`'s, in bulk."""
-        raise NotImplementedError
 
+    @abstractmethod
     def temp_values(
         self, name: str, columns: Sequence[tuple[str, str]], data: Sequence[Sequence[Any]]
     ) -> None:
-        raise NotImplementedError
+        """A temporary table `name` of `columns` (name, SQL type) holding `data`."""
 
+    @abstractmethod
     def table_exists(self, name: str) -> bool:
-        raise NotImplementedError
+        """Whether the store has this table."""
 
+    @abstractmethod
     def map_value(self, column: str, key: str) -> str:
         """SQL for the text value of `key` in the map `column`, NULL where it has none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def tables(self) -> list[str]:
         """The store's own tables (not temporary ones), by name."""
-        raise NotImplementedError
 
+    @abstractmethod
     def scan(self, table: str, columns: Sequence[str], batch_rows: int) -> Iterator[pa.Table]:
         """A whole table's columns, in Arrow parts of at most `batch_rows` rows."""
-        raise NotImplementedError
 
+    @abstractmethod
     def restart_sequence(self, name: str, after: int) -> None:
         """Make the sequence's next value `after + 1` (a store copied in)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def table_bytes(self, name: str) -> int | None:
-        raise NotImplementedError
+        """The bytes a table takes, as the engine reports them (None: it cannot say)."""
 
+    @abstractmethod
     def reclaim(self) -> None:
         """Give back the space of deleted rows (DuckDB CHECKPOINT, PostgreSQL VACUUM)."""
-        raise NotImplementedError
 
     def close(self) -> None:
         self.con.disconnect()
@@ -257,9 +262,7 @@ def _pg_type(t: pa.DataType) -> str:
         return "JSONB"
     if pa.types.is_null(t):  # a column of no values
         return "TEXT"
-    return sqlglot.transpile(f"CAST(x AS {sql_type(t)})", read="duckdb", write="postgres")[0][
-        len("CAST(x AS ") : -1
-    ]
+    return _pg_type_of_sql(sql_type(t))
 
 
 def _json_text(value: Any) -> str | None:
@@ -533,6 +536,7 @@ def _quote(text: str) -> str:
 
 
 def _pg_type_of_sql(kind: str) -> str:
+    """A DuckDB type's PostgreSQL name (DOUBLE -> DOUBLE PRECISION, VARCHAR -> TEXT)."""
     return sqlglot.transpile(f"CAST(x AS {kind})", read="duckdb", write="postgres")[0][
         len("CAST(x AS ") : -1
     ]
