@@ -391,3 +391,51 @@ def test_the_server_compacts_each_retention_every(tmp_path: Path) -> None:
         server.close()
     with Service(settings) as svc:
         assert svc.store.count("gpu_usage") == 0 and svc.store.count("gpu_usage_daily") == 1
+
+
+def test_the_auto_step_is_a_day_for_windows_over_31_whole_days() -> None:
+    from aifinops.core.windows import Window, allocation_step
+
+    def window(start: str, end: str) -> Window:
+        return Window.parse(f"{start},{end}")
+
+    year = window("2025-12-01T00:00:00Z", "2026-12-01T00:00:00Z")
+    assert allocation_step("auto", year) == DAY
+    assert allocation_step("AUTO", year) == DAY
+    # 31 days (a long month) stay hourly; 32 days are daily
+    assert allocation_step("auto", window("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")) == HOUR
+    assert allocation_step("auto", window("2026-01-01T00:00:00Z", "2026-02-02T00:00:00Z")) == DAY
+    # ends inside a day: hourly, however long
+    assert allocation_step("auto", window("2026-01-01T06:00:00Z", "2026-06-01T00:00:00Z")) == HOUR
+    # a duration is taken as it is
+    assert allocation_step("2h", year) == 2 * HOUR
+    assert allocation_step("15m", year) == 15 * MIN
+
+
+@pytest.mark.engines
+def test_a_window_kept_whole_scans_the_coarsest_roll_up_inside_it(
+    make_service: Callable[..., Service],
+) -> None:
+    """Without steps in the output, the scan sums each holder over the whole window: a
+    two-day window at the 1 h step reads the daily usage roll-up (the hourly one emptied
+    here gives the same money), and the node presence of its hours."""
+    svc = fleet(make_service)
+    want = {"a": d("4.50"), "b": d("1.50"), IDLE: d("2.50")}
+    assert by_team(svc, T0 - DAY, T0 + DAY) == want
+    svc.store.raw("DELETE FROM gpu_usage_hourly")
+    svc.store.raw("DELETE FROM gpu_usage")
+    assert by_team(svc, T0 - DAY, T0 + DAY) == want
+    # steps in the output read the table of the step: the hourly one, now empty
+    assert by_team(svc, T0 - DAY, T0 + DAY, step="1h") == {}
+
+
+def test_the_step_setting_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from aifinops.config import AllocationConfig
+
+    assert AllocationConfig().step == "auto"
+    assert AllocationConfig(step="1d").step == "1d"
+    for bad in ("30s", "daily", ""):
+        with pytest.raises(ValidationError):
+            AllocationConfig(step=bad)

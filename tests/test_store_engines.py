@@ -218,3 +218,20 @@ def test_the_demo_reads_the_same_on_both_engines(
         outs.append(re.sub(r"in [0-9.]+ s:", "in T:", text))
     assert "asset cost of the priced nodes in the window: 17,622.21 USD" in outs[0]
     assert outs[1].splitlines() == outs[0].splitlines()
+
+
+def test_postgresql_sessions_get_memory_for_groupings_unless_set_by_the_user(
+    pg_schemas: PostgresSchemas,
+) -> None:
+    """A year's groupings need more than PostgreSQL's default 4 MB of work_mem, and JIT
+    only slows their many statements: the session raises one and turns off the other,
+    unless the connection chose them itself (the URL's options)."""
+    url = pg_schemas.url("session")
+    store = Store(url)
+    assert store.raw("SELECT current_setting('work_mem')") == [("256MB",)]
+    assert store.raw("SELECT current_setting('jit')") == [("off",)]
+    store.close()
+    chosen = Store(url + "&options=-c%20work_mem%3D8MB%20-c%20jit%3Don")
+    assert chosen.raw("SELECT current_setting('work_mem')") == [("8MB",)]
+    assert chosen.raw("SELECT current_setting('jit')") == [("on",)]
+    chosen.close()

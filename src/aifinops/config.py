@@ -192,7 +192,25 @@ class AttributionConfig(_Strict):
 class AllocationConfig(_Strict):
     idle: IdlePolicy = IdlePolicy.SEPARATE
     shared_gpu: SharedGpuPolicy = SharedGpuPolicy.REQUEST
-    step: str = "1h"
+    # the step caps and shared idle are worked per: a duration, or `auto` (1h; 1d for a
+    # window over 31 days with whole-day ends, read from the daily roll-up)
+    step: str = "auto"
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, value: str) -> str:
+        if value.strip().lower() == "auto":
+            return "auto"
+        from aifinops.core.windows import parse_duration
+        from aifinops.errors import UsageError
+
+        try:
+            seconds = parse_duration(value).total_seconds()
+        except UsageError as error:
+            raise ValueError(f"{error} (or auto)") from None
+        if seconds < 60:
+            raise ValueError(f"{value!r}: at least a minute")
+        return value
 
 
 class BillsConfig(_Strict):

@@ -32,7 +32,7 @@ from aifinops.core.model import (
 from aifinops.core.money import ZERO, dollars_from_units, hours_from_ms, window_share
 from aifinops.core.pricing import NodeRule
 from aifinops.core.unit_keys import COUNTABLE_DIMENSIONS, unit_key
-from aifinops.core.windows import Window, align_up, from_ms, iso_z, parse_duration
+from aifinops.core.windows import Window, align_up, allocation_step, from_ms, iso_z, parse_duration
 from aifinops.errors import UsageError
 from aifinops.store import facts as stored
 from aifinops.store.allocate import AllocationQuery, allocate, price_table
@@ -147,7 +147,7 @@ class Costs:
         alloc = self.ctx.settings.allocation
         idle_p = _policy(IdlePolicy, q.idle or alloc.idle, "--idle")
         shared_p = _policy(SharedGpuPolicy, q.shared_gpu or alloc.shared_gpu, "--shared-gpu")
-        step_ms = int(parse_duration(q.step or alloc.step, what="--step").total_seconds() * 1000)
+        step_ms = allocation_step(q.step or alloc.step, win)
         if step_ms < 60_000:
             raise UsageError("the step must be at least 1m", where="--step")
         if q.source == "opencost":

@@ -34,7 +34,7 @@ from aifinops.core.model import UNALLOCATED, IdlePolicy
 from aifinops.core.money import ZERO, dollars_from_units
 from aifinops.core.pricing import normalise_gpu_model, type_key
 from aifinops.core.recommend.base import Facts, GpuHolding, HourUse, Offer, SpendLine
-from aifinops.core.windows import Window, parse_duration
+from aifinops.core.windows import Window, allocation_step
 from aifinops.errors import UsageError
 from aifinops.store import recommend as engine
 from aifinops.store.allocate import AllocationQuery, allocate, price_table
@@ -106,7 +106,7 @@ class Recommend:
         per pod and node), idle kept apart, the configured shared-GPU policy and step (as
         `cost --by team,namespace,workload,node --idle separate` runs it)."""
         config = self.ctx.settings.allocation
-        step_ms = int(parse_duration(config.step, what="--step").total_seconds() * 1000)
+        step_ms = allocation_step(config.step, window)
         if step_ms < 60_000:  # as `cost` refuses it
             raise UsageError("the step must be at least 1m", where="--step")
         return AllocationQuery(window.start_ms, window.end_ms, step_ms, ALLOCATION_BY,

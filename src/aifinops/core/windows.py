@@ -183,3 +183,18 @@ def align_down(value: datetime, step: timedelta) -> datetime:
 def align_up(value: datetime, step: timedelta) -> datetime:
     down = align_down(value, step)
     return down if down == value else down + step
+
+
+_HOUR_MS = 3_600_000
+_DAY_MS = 86_400_000
+# `auto` (allocation.step's default): a window longer than this, with whole-day ends, is
+# allocated per day, as the daily roll-up holds it; shorter ones per hour (decision 0023)
+AUTO_DAILY_OVER_MS = 31 * _DAY_MS
+
+
+def allocation_step(text: str, win: Window) -> int:
+    """The allocation step of a window, in ms: `text` (a duration, or `auto`)."""
+    if text.strip().lower() != "auto":
+        return int(parse_duration(text, what="--step").total_seconds() * 1000)
+    days = win.start_ms % _DAY_MS == 0 and win.end_ms % _DAY_MS == 0
+    return _DAY_MS if days and win.end_ms - win.start_ms > AUTO_DAILY_OVER_MS else _HOUR_MS

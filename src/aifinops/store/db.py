@@ -201,6 +201,16 @@ class Store:
         self.engine.execute_compiled(f'ANALYZE "{name}"')
         return self.con.table(name)
 
+    def create_temp_sql(self, name: str, select: str) -> ibis.Table:
+        """A temporary table holding a SELECT of this store's own SQL (DuckDB's dialect,
+        translated for PostgreSQL), for what Ibis cannot write well: a table function
+        joined laterally. Analysed on PostgreSQL, as `create_temp` does."""
+        self.raw(f'CREATE TEMP TABLE "{name}" AS {select}')
+        if not isinstance(self.engine, DuckDB):
+            self.raw(f'ANALYZE "{name}"')
+        self._tables.pop(name, None)
+        return self.con.table(name)
+
     def map_value(self, column: str, key: str) -> str:
         """SQL for the text value of `key` in a map column (labels, tags), NULL if absent."""
         return self.engine.map_value(column, key)
