@@ -264,6 +264,13 @@ def test_retention_deletes_only_what_a_roll_up_holds(
     # the same cost (hour A's hourly rows put back, hours B and C from the roll-up)
     store.raw("INSERT INTO gpu_usage_hourly SELECT * FROM hour_a")
     assert by_team(svc, T0 - HOUR, T0 + 2 * HOUR) == before
+    # a window a minute past the hour reads the raw samples: hour A's a/w1, 60 min at
+    # $3.00, and a note on the 11 rows (hours B and C) that only the roll-ups hold now
+    report = svc.cost(window=span(T0 - HOUR, T0 + 2 * HOUR + MIN), by=["team"])
+    assert {r.key["team"]: r.total_cost for r in report.rows} == {"a": d("3.00")}
+    assert any(n.startswith("11 rows of samples of this window's hours") for n in report.notes)
+    assert not any("rows of samples" in n for n in svc.cost(
+        window=span(T0 - HOUR, T0 + 2 * HOUR), by=["team"]).notes)  # fmt: skip
     # 500 days on: the hourly roll-ups (400 days) go where the daily hold them; a day
     # window with a day's step still costs the same
     now[0] = T0 + 500 * DAY

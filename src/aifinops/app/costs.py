@@ -35,6 +35,7 @@ from aifinops.core.unit_keys import COUNTABLE_DIMENSIONS, unit_key
 from aifinops.core.windows import Window, align_up, allocation_step, from_ms, iso_z, parse_duration
 from aifinops.errors import UsageError
 from aifinops.store import facts as stored
+from aifinops.store import rollups
 from aifinops.store.allocate import AllocationQuery, allocate, price_table
 from aifinops.store.units import counts_jobs, ended_jobs, workload_increases
 
@@ -159,6 +160,22 @@ class Costs:
                               self.ctx.settings.currency, notes)  # fmt: skip
         return self._allocate(q, win, dims, idle_p, shared_p, step_ms)
 
+    def _compacted_note(self, win: Window, step_ms: int, stepwise: bool) -> str | None:
+        """A window read from the raw samples (its ends, or its steps, are not whole hours)
+        that reaches back before them, where retention left only the roll-ups: say so."""
+        step = step_ms if stepwise else win.end_ms - win.start_ms
+        if rollups.usage_source(win.start_ms, win.end_ms, step) is not rollups.RAW:
+            return None
+        missing = rollups.samples_compacted(self.ctx.store, win.start_ms, win.end_ms)
+        if not missing:
+            return None
+        return (
+            f"{missing:,} rows of samples of this window's hours are kept only in the hourly "
+            "and daily roll-ups (retention.samples), which a window whose ends (or steps) are "
+            "not whole hours cannot read: its cost leaves them out; give whole hours "
+            "(--window START,END, and a step in hours) to count them"
+        )
+
     def _dimensions(self, q: CostQuery) -> tuple[str, ...]:
         dims = tuple(normalise_dimension(d) for d in q.by if d.strip())
         if q.unit is not None:
@@ -231,6 +248,8 @@ class Costs:
             notes.append(even)
         if (served := served_models_note(result.served)) is not None:
             notes.append(served)
+        if (compacted := self._compacted_note(win, step_ms, query.stepwise)) is not None:
+            notes.append(compacted)
         if q.team is not None:
             notes.append(f"rows limited to team {q.team!r}; asset_cost covers the whole fleet")
         if not rows and (extent := self._outside_data(win, q.team)):

@@ -183,8 +183,10 @@ class Store:
         """
         return self.engine.execute(sql, params)
 
-    def create_temp(self, name: str, expr: ibis.Table) -> ibis.Table:
-        """A temporary table holding an expression's result, as a table expression."""
+    def create_temp(self, name: str, expr: ibis.Table, index: Sequence[str] = ()) -> ibis.Table:
+        """A temporary table holding an expression's result, as a table expression. On
+        PostgreSQL, `index` (columns) is indexed, for a join that looks up ranges of it
+        (DuckDB joins ranges without one)."""
         if isinstance(self.engine, DuckDB):
             return self.con.create_table(name, expr, temp=True)
         self.con._run_pre_execute_hooks(expr)
@@ -196,19 +198,12 @@ class Store:
                     f'ALTER TABLE "{name}" ALTER COLUMN "{column}" TYPE JSONB '
                     f'USING CAST("{column}" AS JSONB)'
                 )
+        if index:
+            cols = ", ".join(f'"{c}"' for c in index)
+            self.engine.execute_compiled(f'CREATE INDEX ON "{name}" ({cols})')
         # no autovacuum sees a temporary table: without its statistics the planner takes
         # it for a few rows, and nests loops over it
         self.engine.execute_compiled(f'ANALYZE "{name}"')
-        return self.con.table(name)
-
-    def create_temp_sql(self, name: str, select: str) -> ibis.Table:
-        """A temporary table holding a SELECT of this store's own SQL (DuckDB's dialect,
-        translated for PostgreSQL), for what Ibis cannot write well: a table function
-        joined laterally. Analysed on PostgreSQL, as `create_temp` does."""
-        self.raw(f'CREATE TEMP TABLE "{name}" AS {select}')
-        if not isinstance(self.engine, DuckDB):
-            self.raw(f'ANALYZE "{name}"')
-        self._tables.pop(name, None)
         return self.con.table(name)
 
     def map_value(self, column: str, key: str) -> str:

@@ -83,6 +83,25 @@ def energy_table(start_ms: int | None, end_ms: int | None) -> str | None:
     return None
 
 
+def samples_compacted(store: Store, start_ms: int, end_ms: int) -> int:
+    """How many samples of the hours around [start, end) only a roll-up holds (retention
+    deleted them): a read of the raw samples misses them. Counted against the hourly
+    roll-up, or the daily one where the hourly holds none of these hours (past its own
+    retention); a sample at an edge hour (day) outside the window counts too."""
+    for name, grain in GRAINS:
+        lo, hi = start_ms - start_ms % grain, end_ms + (-end_ms) % grain
+        rolled = store.raw(
+            f"SELECT sum(samples) FROM gpu_usage_{name} WHERE ts_ms >= ? AND ts_ms < ?", [lo, hi]
+        )[0][0]
+        if rolled is None:
+            continue  # none in this table: the coarser one may hold them
+        kept = store.raw("SELECT count(*) FROM gpu_usage WHERE ts_ms >= ? AND ts_ms < ?", [lo, hi])[
+            0
+        ][0]
+        return max(int(rolled) - int(kept), 0)
+    return 0
+
+
 # -- the roll-ups' rows from samples ---------------------------------------------------------
 def _usage_rows(src: str, grain: int, sign: str = "") -> str:
     """Roll-up rows of the samples in `src` (a table, or a parenthesised SELECT aliased by
