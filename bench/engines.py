@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,7 @@ def main() -> None:
                           f"auto, a day), {got['daily_s']:.2f} s (--step 1d, a row per "
                           f"day; the bare daily sum {got['floor_s']:.3f} s); "
                           f"{got['command_s']:.2f} s as a whole command (default step); "
-                          f"total {got['total']}", flush=True)  # fmt: skip
+                          f"total {Decimal(got['total']):,.2f}", flush=True)  # fmt: skip
             same = all(year["duckdb"][f]["total"] == year["postgresql"][f]["total"]
                        for f in ("GPUs only", "with CPU/RAM requests"))  # fmt: skip
             print(f"   the same totals on both: {same}")
