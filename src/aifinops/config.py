@@ -201,14 +201,7 @@ class AllocationConfig(_Strict):
     def _step(cls, value: str) -> str:
         if value.strip().lower() == "auto":
             return "auto"
-        from aifinops.core.windows import parse_duration
-        from aifinops.errors import UsageError
-
-        try:
-            seconds = parse_duration(value).total_seconds()
-        except UsageError as error:
-            raise ValueError(f"{error} (or auto)") from None
-        if seconds < 60:
+        if _seconds(value, " (or auto)") < 60:
             raise ValueError(f"{value!r}: at least a minute")
         return value
 
@@ -246,6 +239,17 @@ class ServerConfig(_Strict):
     once), so it is above the longest collection pass or rule run."""
 
     lease_seconds: float = Field(default=60.0, ge=1.0)
+
+
+def _seconds(value: str, alternative: str) -> float:
+    """A setting's duration in seconds; a ValueError naming what else it may be."""
+    from aifinops.core.windows import parse_duration
+    from aifinops.errors import UsageError
+
+    try:
+        return parse_duration(value).total_seconds()
+    except UsageError as error:
+        raise ValueError(f"{error}{alternative}") from None
 
 
 def _duration_within(value: str, most_s: int, most: str) -> str:
@@ -444,14 +448,7 @@ class RetentionConfig(_Strict):
         `forever`."""
         if value == FOREVER:
             return value
-        from aifinops.core.windows import parse_duration
-        from aifinops.errors import UsageError
-
-        try:
-            seconds = parse_duration(value).total_seconds()
-        except UsageError as error:
-            raise ValueError(f"{error}; or `{FOREVER}` to keep them all") from None
-        if seconds < 86400:
+        if _seconds(value, f"; or `{FOREVER}` to keep them all") < 86400:
             raise ValueError(f"{value!r}: at least a day (1d), or `{FOREVER}`")
         return value
 
