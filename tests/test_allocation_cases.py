@@ -368,3 +368,99 @@ def test_team_filter_and_per_step(make_service: Any) -> None:
     assert got[("2026-11-23T00:00:00Z", "b")] == Decimal("0.5")
     assert got[("2026-11-23T00:30:00Z", IDLE)] == Decimal("0.5")
     assert ("2026-11-23T00:30:00Z", "b") not in got
+
+
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+
+
+def cpu_days_case(over: bool) -> dict[str, Any]:
+    """Three days of CPU requests at one-hour steps (the default for a 3-day window), with
+    no step in the output: charged from each job's place on its node's present time.
+
+    Node a ($13/h: its GPU at $3/h, 10 cores and no memory, so its CPU is $10/h, $1 a
+    core-hour) has samples on days 1 and 3 only (48 h: GPU $144, CPU $480, all GPU idle):
+      a/w0 0.5 cores from before the window, never ended: 48 h present x 0.5 = $24;
+      a/w1 2 cores from day 1 12:00 to day 3 06:00: 12 h + 6 h present (day 2 is a gap
+      inside its run) x 2 = $36;
+      a/w2 1 core from day 2 00:00 to day 3 12:00, its first step in the gap: 12 h = $12.
+      team a: $72; CPU idle 480 - 72 = $408.
+    With `over`, node b ($7/h: GPU $3/h, 4 cores, $4/h), 72 h present (GPU $216 idle):
+      b/w1 3 cores all along, b/w2 2 cores all day 2: day 2 wants 5 > 4 cores, scaled by
+      4/5: b/w1 72 + 57.6 + 72 = $201.6, b/w2 48 x 0.8 = $38.4; team b $240; CPU idle
+      24 + 0 + 24 = $48.
+    And node c ($7/h as b), 72 h, c/w1 4 cores all along: its wants are exactly its cost
+    (not over): $288, idle 0."""
+    t0 = T0
+    nodes = [node("a", "NVIDIA H100 80GB HBM3", instance_type="test.a", cpu_cores=10.0)]
+    hours_a = [*range(0, 24), *range(48, 72)]
+    samples = [
+        r for h in hours_a for r in sample(t0 + h * HOUR, "a", "g0", [(None, 1, 1, 0)], HOUR)
+    ]
+    workloads = [
+        pod("a/w0", "a", "a", cpu_request=0.5, start_ms=t0 - 10 * HOUR),
+        pod("a/w1", "a", "a", cpu_request=2.0, start_ms=t0 + 12 * HOUR, end_ms=t0 + 54 * HOUR),
+        pod("a/w2", "a", "a", cpu_request=1.0, start_ms=t0 + DAY, end_ms=t0 + 60 * HOUR),
+    ]
+    rows = {("a",): {"cpu_cost": "72", "gpu_cost": "0", "total_cost": "72"}}
+    idle_gpu, idle_cpu, asset = Decimal(144), Decimal(408), Decimal(624)
+    if over:
+        for n in ("b", "c"):
+            nodes.append(node(n, "NVIDIA H100 80GB HBM3", instance_type="test.b", cpu_cores=4.0))
+            samples += [
+                r
+                for h in range(72)
+                for r in sample(t0 + h * HOUR, n, "g0", [(None, 1, 1, 0)], HOUR)
+            ]
+        workloads += [
+            pod("b/w1", "b", "b", cpu_request=3.0, start_ms=t0, end_ms=t0 + 3 * DAY),
+            pod("b/w2", "b", "b", cpu_request=2.0, start_ms=t0 + DAY, end_ms=t0 + 2 * DAY),
+            pod("c/w1", "c", "c", cpu_request=4.0, start_ms=t0, end_ms=t0 + 3 * DAY),
+        ]
+        rows[("b",)] = {"cpu_cost": "240", "total_cost": "240"}
+        rows[("c",)] = {"cpu_cost": "288", "total_cost": "288"}
+        idle_gpu, idle_cpu, asset = idle_gpu + 216 + 216, idle_cpu + 48 + 0, asset + 504 + 504
+    rows[(IDLE,)] = {
+        "gpu_cost": str(idle_gpu),
+        "cpu_cost": str(idle_cpu),
+        "total_cost": str(idle_gpu + idle_cpu),
+    }
+    return {
+        "config": {
+            "prices": {
+                "gpu_models": {"H100": 3.00},
+                "instance_types": {"test.a": 13.00, "test.b": 7.00},
+            }
+        },
+        "nodes": nodes,
+        "workloads": workloads,
+        "samples": samples,
+        "asset": str(asset),
+        "rows": rows,
+    }
+
+
+@pytest.mark.parametrize("over", [False, True], ids=["under-caps", "a-node-day-over"])
+def test_cpu_charges_over_days_with_gaps_and_caps(
+    over: bool, make_service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of charging CPU (a job's present time, or its steps where a node-step is
+    near or over its cap) give the hand-worked money; the per-step way runs only where a
+    node-step needs it (watched, not replaced)."""
+    from aifinops.store import allocate
+
+    case = cpu_days_case(over)
+    svc = make_service(case["config"])
+    load_facts(svc, case["nodes"], case["workloads"], case["samples"])
+    stepped: list[int] = []
+    real = allocate._step_charges
+    monkeypatch.setattr(allocate, "_step_charges", lambda *a: stepped.append(1) or real(*a))
+    report = svc.cost(window=window(72), by=["team"])
+    assert stepped == ([1] if over else [])
+    assert report.asset_cost == Decimal(case["asset"])
+    assert report.total_cost == report.asset_cost
+    rows = {tuple(r.key.values()): r for r in report.rows}
+    assert set(rows) == set(case["rows"])
+    for key, expected in case["rows"].items():
+        for name, value in expected.items():
+            assert getattr(rows[key], name) == Decimal(value), (key, name)

@@ -223,15 +223,22 @@ def test_the_demo_reads_the_same_on_both_engines(
 def test_postgresql_sessions_get_memory_for_groupings_unless_set_by_the_user(
     pg_schemas: PostgresSchemas,
 ) -> None:
-    """A year's groupings need more than PostgreSQL's default 4 MB of work_mem, and JIT
-    only slows their many statements: the session raises one and turns off the other,
-    unless the connection chose them itself (the URL's options)."""
+    """A year's groupings need more than PostgreSQL's default 4 MB of work_mem and 8 MB of
+    temp_buffers, and JIT and merge joins only slow them: the session raises the first two
+    and turns off the others, unless the connection chose them itself (the URL's options)."""
     url = pg_schemas.url("session")
     store = Store(url)
     assert store.raw("SELECT current_setting('work_mem')") == [("256MB",)]
+    assert store.raw("SELECT current_setting('temp_buffers')") == [("256MB",)]
     assert store.raw("SELECT current_setting('jit')") == [("off",)]
+    assert store.raw("SELECT current_setting('enable_mergejoin')") == [("off",)]
     store.close()
-    chosen = Store(url + "&options=-c%20work_mem%3D8MB%20-c%20jit%3Don")
+    chosen = Store(
+        url + "&options=-c%20work_mem%3D8MB%20-c%20jit%3Don%20-c%20enable_mergejoin%3Don"
+        "%20-c%20temp_buffers%3D16MB"
+    )
     assert chosen.raw("SELECT current_setting('work_mem')") == [("8MB",)]
+    assert chosen.raw("SELECT current_setting('temp_buffers')") == [("16MB",)]
     assert chosen.raw("SELECT current_setting('jit')") == [("on",)]
+    assert chosen.raw("SELECT current_setting('enable_mergejoin')") == [("on",)]
     chosen.close()

@@ -436,8 +436,22 @@ def _allocate_from_scan(
 
     # 3. CPU and RAM by max(request, usage) for the time run, capped by node capacity
     cpu_rows = _cpu_ram_rows(store, temps, pres, query)
+    if not query.stepwise and served is None:
+        return _by_node_then_dims(store, temps, g, cpu_rows, p, query, rules, asset_units, unpriced)
+    money = _cpu_money(cpu_rows, p)
+    cpu_money = money.select(
+        "step",
+        "node_id",
+        "workload_id",
+        gpu_ms=zero_ms,
+        used_ms=zero_ms,
+        gpu_units=zero,
+        cpu_units=money.cpu_units,
+        ram_units=money.ram_units,
+        waste_units=zero,
+    )
 
-    rows = ibis.union(gpu_rows, cpu_rows)
+    rows = ibis.union(gpu_rows, cpu_money)
     rows = rows.group_by(["step", "node_id", "workload_id"]).aggregate(
         gpu_ms=rows.gpu_ms.sum(),
         used_ms=rows.used_ms.sum(),
@@ -472,6 +486,81 @@ def _allocate_from_scan(
     return AllocationResult(result, asset_units, unpriced)
 
 
+def _by_node_then_dims(
+    store: Store,
+    temps: Temps,
+    g: ir.Table,
+    cpu_rows: ir.Table,
+    p: ir.Table,
+    query: AllocationQuery,
+    rules: AttributionRules,
+    asset_units: Decimal,
+    unpriced: pa.Table,
+) -> AllocationResult:
+    """5.-6. where no step is kept and idle stays apart (no row needs another's money):
+    each GPU row (node, holder) and CPU/RAM row is attributed as it is, summed per
+    dimension and node, and only then priced. A node's GPU price is one rate, so its
+    held and wasted time summed first and then multiplied give the same exact money as
+    per workload (rate x sum = sum of rate x each), for a few hundred groups rather than
+    once per workload."""
+    zero = ibis.literal(Decimal(0), type=UNITS)
+    zero_ms = ibis.literal(Decimal(0), type=MS)
+    # a workload's GPU and CPU/RAM rows side by side (idle rows, of no workload, stay apart)
+    c = cpu_rows.select(
+        c_node="node_id",
+        c_wl="workload_id",
+        c_ms="ms",
+        cpu_q="cpu_q",
+        mem_q="mem_q",
+        c_cpu="cpu_units",
+        c_ram="ram_units",
+    )
+    x = g.outer_join(c, [g.node_id == c.c_node, g.workload_id == c.c_wl])
+    held, used = x.held.fill_null(Decimal(0)), x.used.fill_null(Decimal(0))
+    both = x.select(
+        step=ibis.literal(query.start_ms).cast("int64"),
+        node_id=ibis.coalesce(x.node_id, x.c_node),
+        workload_id=ibis.coalesce(x.workload_id, x.c_wl),
+        gpu_ms=_cast(held, MS),
+        used_ms=x.workload_id.notnull().ifelse(_cast(used, MS), zero_ms),
+        waste_ms=x.workload_id.notnull().ifelse(ibis.greatest(held - used, zero_ms), zero_ms),
+        ms=x.c_ms.fill_null(0),
+        cpu_q=x.cpu_q,
+        mem_q=x.mem_q,
+        cpu_units=_cast(x.c_cpu.fill_null(zero), UNITS),
+        ram_units=_cast(x.c_ram.fill_null(zero), UNITS),
+    ).view()  # a relation of its own: the joins below do not extend this one
+    summed = ("gpu_ms", "used_ms", "waste_ms", "ms", "cpu_units", "ram_units")
+    rows = _attribute(
+        store, temps, both, p, rules, query.by, query.node_buckets,
+        columns=(*summed, "cpu_q", "mem_q"), node="_node",
+    )  # fmt: skip
+    if query.team is not None:
+        rows = rows.filter(rows.team == query.team)
+    keys = list(query.by)
+    per = rows.group_by([*keys, "_node", "cpu_q", "mem_q"]).aggregate(**_sums(rows, summed))
+    per = per.left_join(p, per._node == p.node_id)
+    rate = per.gpu_rate.fill_null(Decimal(0))
+    cpu_rate, ram_rate = per.cpu_rate.fill_null(Decimal(0)), per.ram_rate.fill_null(Decimal(0))
+    per = per.select(
+        *keys,
+        gpu_ms=per.gpu_ms,
+        used_ms=per.used_ms,
+        gpu_units=_cast(per.gpu_ms * rate, UNITS),
+        cpu_units=_cast(per.cpu_units + _priced(per.ms, per.cpu_q, cpu_rate), UNITS),
+        ram_units=_cast(per.ram_units + _priced(per.ms, per.mem_q, ram_rate), UNITS),
+        idle_units=zero,
+        waste_units=_cast(per.waste_ms * rate, UNITS),
+        util_signal=per.util_signal,
+    )
+    metrics = {**_sums(per), "signals": per.util_signal.collect(distinct=True)}
+    if keys:
+        result = store.arrow(per.group_by(keys).aggregate(**metrics).order_by(keys))
+    else:
+        result = store.arrow(per.aggregate(**metrics))
+    return AllocationResult(result, asset_units, unpriced)
+
+
 SUMMED = ("gpu_ms", "used_ms", "gpu_units", "cpu_units", "ram_units", "idle_units", "waste_units")
 
 
@@ -480,9 +569,12 @@ def _sums(rows: ir.Table, names: tuple[str, ...] = SUMMED) -> dict[str, ir.Value
 
 
 def _cpu_ram_rows(store: Store, temps: Temps, pres: ir.Table, query: AllocationQuery) -> ir.Table:
+    """3. The CPU/RAM charges and idle: step, node_id, workload_id, ms, cpu_q, mem_q,
+    cpu_units, ram_units. A row's money is its units plus `ms` of its `cpu_q` cores and
+    `mem_q` GiB at its node's rates (`_priced`): where no node-step comes near its cap, a
+    workload's is its time alone, priced once per kind of workload and node after it is
+    attributed (a node's rate x a sum of times is the sum of each time's money)."""
     s, e, step_ms = query.start_ms, query.end_ms, query.step_ms
-    zero = ibis.literal(Decimal(0), type=UNITS)
-    zero_ms = ibis.literal(Decimal(0), type=MS)
     w = store.table("workloads")
     w = w.filter(
         w.node_id.notnull()
@@ -506,16 +598,79 @@ def _cpu_ram_rows(store: Store, temps: Temps, pres: ir.Table, query: AllocationQ
         w.node_id,
         start=w.start_ms.fill_null(s),
         end=w.end_ms.fill_null(e),
-        cpu_wr=_cast(cpu * rates.cpu_rate, RATE),
-        ram_wr=_cast(mem * rates.ram_rate, RATE),
+        cpu_q=cpu.cast("float64"),
+        mem_q=mem.cast("float64"),
+        cpu_wr=_rate(cpu, rates.cpu_rate),
+        ram_wr=_rate(mem, rates.ram_rate),
+        # the same in floating point, for `_near_cap` only
+        cpu_f=cpu.cast("float64") * rates.cpu_rate.cast("float64"),
+        ram_f=mem.cast("float64") * rates.ram_rate.cast("float64"),
     )
     # the steps each workload overlaps, from the step of its start to the step of its last
-    # moment in the window: a range of its node's steps, joined as one (on PostgreSQL by
-    # the presence's index: Ibis's range().unnest() builds an array per workload there)
-    first = ibis.greatest(ibis.literal(s) + ((w.start - s) // step_ms) * step_ms, ibis.literal(s))
-    last = ibis.literal(s) + ((ibis.least(w.end, ibis.literal(e)) - 1 - s) // step_ms) * step_ms
-    w = w.mutate(first=first.cast("int64"), last=last.cast("int64"))
+    # moment in the window (a job that ends before it starts runs no time)
+    # (on times from the window's start, never negative here: integer remainders, where
+    # `//` is a floor of a division in floating point on PostgreSQL)
+    lo = ibis.greatest(w.start, ibis.literal(s)) - s
+    hi = ibis.least(w.end, ibis.literal(e)) - 1 - s
+    first, last = s + lo - lo % step_ms, s + hi - hi % step_ms
+    w = w.filter(w.end > w.start).mutate(first=first.cast("int64"), last=last.cast("int64"))
     pr = pres.filter(pres.priced)
+    got = None if query.stepwise else _whole_window_charges(store, w, pr, query)
+    if got is None:
+        charged, idle = _step_charges(store, temps, w, pr, query)
+        got = tuple(  # type: ignore[assignment]
+            t.select(
+                step=_cast(t.step, "int64"),
+                node_id=_cast(t.node_id, "string"),
+                workload_id=_cast(t.workload_id, "string"),
+                ms=ibis.literal(0, type="int64"),
+                cpu_q=ibis.null("float64"),
+                mem_q=ibis.null("float64"),
+                cpu_units=_cast(t.cpu_units, UNITS),
+                ram_units=_cast(t.ram_units, UNITS),
+            )
+            for t in (charged, idle)
+        )
+    charged, idle = got
+    return ibis.union(charged, idle)
+
+
+def _rate(amount: ir.Value, unit_rate: ir.Value) -> ir.Value:
+    """A workload's hourly rate: its cores (GiB) x the node's rate per core (GiB), exact to
+    9 decimals."""
+    return _cast(amount * unit_rate, RATE)
+
+
+def _priced(ms: ir.Value, amount: ir.Value, unit_rate: ir.Value) -> ir.Value:
+    """Money for `ms` of `amount` cores (GiB) at the node's rate: 0 where no amount."""
+    zero = ibis.literal(Decimal(0), type=UNITS)
+    money = _cast(_cast(ms, MS) * _rate(amount, unit_rate), UNITS)
+    return amount.isnull().ifelse(zero, money)
+
+
+def _cpu_money(cpu_rows: ir.Table, p: ir.Table) -> ir.Table:
+    """The CPU/RAM rows as money alone (step, node_id, workload_id, cpu_units, ram_units):
+    a row's money plus its time at its cores and GiB."""
+    x = cpu_rows.left_join(p, cpu_rows.node_id == p.node_id)
+    return x.select(
+        step=x.step,
+        node_id=x.node_id,
+        workload_id=x.workload_id,
+        cpu_units=_cast(x.cpu_units + _priced(x.ms, x.cpu_q, x.cpu_rate.fill_null(0)), UNITS),
+        ram_units=_cast(x.ram_units + _priced(x.ms, x.mem_q, x.ram_rate.fill_null(0)), UNITS),
+    )
+
+
+def _step_charges(
+    store: Store, temps: Temps, w: ir.Table, pr: ir.Table, query: AllocationQuery
+) -> tuple[ir.Table, ir.Table]:
+    """3. Each workload's CPU/RAM charge (per node and workload, and step where kept) and
+    each node's CPU/RAM idle (the same, with no workload): the workload's time in each step
+    of its node (and priced) x its rate, scaled down in a node-step whose wants exceed its
+    CPU (RAM) cost; the rest of the node-step's cost is idle."""
+    s, e, step_ms = query.start_ms, query.end_ms, query.step_ms
+    # each workload's range of its node's steps, joined as one (on PostgreSQL by the
+    # presence's index: Ibis's range().unnest() builds an array per workload there)
     j = w.join(pr, [w.node_id == pr.node_id, pr.step >= w.first, pr.step <= w.last])
     # each workload's time in each step its node is there (and priced). A want is that
     # time x the workload's rate: exact decimals, so a workload's wants sum to its rate x
@@ -545,16 +700,7 @@ def _cpu_ram_rows(store: Store, temps: Temps, pres: ir.Table, query: AllocationQ
             tot.step, tot.node_id, tot.cpu_sum, tot.ram_sum, pr.cpu_asset, pr.ram_asset
         ),
     )
-    over = tot.filter((tot.cpu_sum > tot.cpu_asset) | (tot.ram_sum > tot.ram_asset)).select(
-        tot.step,
-        tot.node_id,
-        cpu_f=(tot.cpu_sum > tot.cpu_asset).ifelse(
-            tot.cpu_asset.cast("float64") / tot.cpu_sum.cast("float64"), 1.0
-        ),
-        ram_f=(tot.ram_sum > tot.ram_asset).ifelse(
-            tot.ram_asset.cast("float64") / tot.ram_sum.cast("float64"), 1.0
-        ),
-    )
+    over = _over(tot)
     if not store.arrow(over.limit(1)).num_rows:
         # nothing over: each workload is charged its wants, and each node-step uses its total
         keys = ["step", "node_id", "workload_id"] if query.stepwise else ["node_id", "workload_id"]
@@ -587,6 +733,12 @@ def _cpu_ram_rows(store: Store, temps: Temps, pres: ir.Table, query: AllocationQ
         used = charged.group_by(["step", "node_id"]).aggregate(
             cpu=charged.cpu_units.sum(), ram=charged.ram_units.sum()
         )
+        if not query.stepwise:
+            charged = charged.group_by(["node_id", "workload_id"]).aggregate(
+                step=ibis.literal(s).cast("int64"),
+                cpu_units=charged.cpu_units.sum(),
+                ram_units=charged.ram_units.sum(),
+            )
     idle = pr.left_join(used, [pr.step == used.step, pr.node_id == used.node_id]).select(
         step=pr.step,
         node_id=pr.node_id,
@@ -594,24 +746,183 @@ def _cpu_ram_rows(store: Store, temps: Temps, pres: ir.Table, query: AllocationQ
         cpu_units=_cast(pr.cpu_asset - used.cpu.fill_null(0), UNITS),
         ram_units=_cast(pr.ram_asset - used.ram.fill_null(0), UNITS),
     )
-    out = ibis.union(charged, idle)
     if not query.stepwise:
-        out = out.group_by(["node_id", "workload_id"]).aggregate(
+        idle = idle.group_by(["node_id", "workload_id"]).aggregate(
             step=ibis.literal(s).cast("int64"),
-            cpu_units=out.cpu_units.sum(),
-            ram_units=out.ram_units.sum(),
+            cpu_units=idle.cpu_units.sum(),
+            ram_units=idle.ram_units.sum(),
         )
-    return out.select(
-        "step",
-        "node_id",
-        "workload_id",
-        gpu_ms=zero_ms,
-        used_ms=zero_ms,
-        gpu_units=zero,
-        cpu_units=_cast(out.cpu_units, UNITS),
-        ram_units=_cast(out.ram_units, UNITS),
-        waste_units=zero,
+    return charged, idle
+
+
+def _over(tot: ir.Table) -> ir.Table:
+    """The node-steps whose wants exceed their CPU (RAM) cost, with the factor that scales
+    each down to fit (`tot`: step, node_id, cpu_sum, ram_sum, cpu_asset, ram_asset)."""
+    return tot.filter((tot.cpu_sum > tot.cpu_asset) | (tot.ram_sum > tot.ram_asset)).select(
+        tot.step,
+        tot.node_id,
+        cpu_f=(tot.cpu_sum > tot.cpu_asset).ifelse(
+            tot.cpu_asset.cast("float64") / tot.cpu_sum.cast("float64"), 1.0
+        ),
+        ram_f=(tot.ram_sum > tot.ram_asset).ifelse(
+            tot.ram_asset.cast("float64") / tot.ram_sum.cast("float64"), 1.0
+        ),
     )
+
+
+def _whole_window_charges(
+    store: Store, w: ir.Table, pr: ir.Table, query: AllocationQuery
+) -> tuple[ir.Table, ir.Table] | None:
+    """3., where the output keeps no steps: `_step_charges`'s answer without a row per
+    workload and step (a year's 107 k jobs are 415 k job-days), or None where a node-step
+    comes near or over its cap (`_near_cap`: then only the per-step rows can scale its
+    wants). A workload is charged its rate x its time in the node's priced steps: each
+    step's place on the node's present time (the running sum of the present steps' lengths
+    before it) gives the present time up to the job's start and up to its end. A job whose
+    first or last step has no presence of its node (rare) is joined to its steps. A node's
+    idle is its cost less its workloads' charges."""
+    s, e, step_ms = query.start_ms, query.end_ms, query.step_ms
+    lo = ibis.greatest(w.start, ibis.literal(s))
+    hi = ibis.least(w.end, ibis.literal(e))
+    jobs = w.select("node_id", "workload_id", "cpu_q", "mem_q", "first", "last", lo=lo, hi=hi)
+    near = w.select("node_id", "first", "last", "cpu_f", "ram_f", lo=lo, hi=hi)
+    if _near_cap(store, near, pr, query):
+        return None
+    # the node's present time before each of its priced steps
+    length = ibis.least(pr.step + step_ms, ibis.literal(e)) - pr.step
+    before = length.sum().over(ibis.cumulative_window(group_by=pr.node_id, order_by=pr.step))
+    f = pr.select(f_node=pr.node_id, f_step=pr.step, f_at=before - length)
+    g = f.select(l_node=f.f_node, l_step=f.f_step, l_at=f.f_at)
+    x = jobs.left_join(f, [jobs.node_id == f.f_node, jobs.first == f.f_step])
+    x = x.left_join(g, [x.node_id == g.l_node, x.last == g.l_step])
+    placed = x.filter(x.f_at.notnull() & x.l_at.notnull())
+    placed = placed.select(
+        node_id=placed.node_id,
+        workload_id=placed.workload_id,
+        cpu_q=placed.cpu_q,
+        mem_q=placed.mem_q,
+        ms=(placed.l_at + placed.hi - placed.last) - (placed.f_at + placed.lo - placed.first),
+    )
+    # the rest: a job with a step of no presence at either end, joined to its steps
+    rest = x.filter(x.f_at.isnull() | x.l_at.isnull())
+    j = rest.join(pr, [rest.node_id == pr.node_id, pr.step >= rest.first, pr.step <= rest.last])
+    stepped = j.select(
+        node_id=j.node_id,
+        workload_id=j.workload_id,
+        cpu_q=j.cpu_q,
+        mem_q=j.mem_q,
+        ms=ibis.least(j.hi, j.step + step_ms) - ibis.greatest(j.lo, j.step),
+    )
+    stepped = stepped.group_by(["node_id", "workload_id"]).aggregate(
+        cpu_q=stepped.cpu_q.max(), mem_q=stepped.mem_q.max(), ms=stepped.ms.sum()
+    )
+    times = ibis.union(placed, stepped)  # a row per workload
+    zero = ibis.literal(Decimal(0), type=UNITS)
+    charged = times.select(
+        step=ibis.literal(s).cast("int64"),
+        node_id=_cast(times.node_id, "string"),
+        workload_id=_cast(times.workload_id, "string"),
+        ms=_cast(times.ms, "int64"),
+        cpu_q=times.cpu_q,
+        mem_q=times.mem_q,
+        cpu_units=zero,
+        ram_units=zero,
+    )
+    # nothing over: a node's idle is its CPU (RAM) cost less what its workloads are charged
+    # (their times summed per node and kind of workload, then priced)
+    kinds = times.group_by(["node_id", "cpu_q", "mem_q"]).aggregate(ms=times.ms.sum())
+    node = pr.group_by("node_id").aggregate(
+        cpu_rate=pr.cpu_rate.max(),
+        ram_rate=pr.ram_rate.max(),
+        cpu=pr.cpu_asset.sum(),
+        ram=pr.ram_asset.sum(),
+    )
+    k = kinds.join(node, kinds.node_id == node.node_id)
+    k = k.select(
+        k.node_id,
+        cpu=_priced(k.ms, k.cpu_q, k.cpu_rate),
+        ram=_priced(k.ms, k.mem_q, k.ram_rate),
+    )
+    used = k.group_by("node_id").aggregate(cpu=k.cpu.sum(), ram=k.ram.sum())
+    idle = node.left_join(used, node.node_id == used.node_id).select(
+        step=ibis.literal(s).cast("int64"),
+        node_id=_cast(node.node_id, "string"),
+        workload_id=ibis.null("string"),
+        ms=ibis.literal(0, type="int64"),
+        cpu_q=ibis.null("float64"),
+        mem_q=ibis.null("float64"),
+        cpu_units=_cast(node.cpu - used.cpu.fill_null(0), UNITS),
+        ram_units=_cast(node.ram - used.ram.fill_null(0), UNITS),
+    )
+    return charged, idle
+
+
+# a node-step whose wants come within this of its CPU (RAM) cost, as a share of the cost
+# or in cost units (1 ms x $1/h), is checked exactly (`_step_charges`)
+NEAR_SHARE = 1e-9
+NEAR_UNITS = 1000.0
+
+
+def _near_cap(store: Store, jobs: ir.Table, pr: ir.Table, query: AllocationQuery) -> bool:
+    """Whether any node-step's CPU (RAM) wants come near or over its cost. The wants are
+    summed from at most three rows per workload: its part of its first step, its part of
+    its last step, and its rate over every step in between, as a rate that starts in the
+    step after its first and stops in its last, summed over the node's steps in order (a
+    running sum) and times the step. In floating point: the answer only decides whether
+    the exact per-step path runs, and a margin (`NEAR_SHARE`, `NEAR_UNITS`) some 10^6
+    times any rounding of these sums sends every close call there."""
+    step_ms = query.step_ms
+    f0 = ibis.literal(0.0, type="float64")
+
+    def rows(t: ir.Table, k: ir.Value, ms: ir.Value | None, sign: int) -> ir.Table:
+        """A node-step's row: a part of it (ms x rate), or a rate that starts (1) or
+        stops (-1) there."""
+        cpu, ram = t.cpu_f, t.ram_f
+        return t.select(
+            node_id=t.node_id,
+            k=_cast(k, "int64"),
+            cpu_p=f0 if ms is None else ms.cast("float64") * cpu,
+            ram_p=f0 if ms is None else ms.cast("float64") * ram,
+            cpu_d=cpu * sign if sign else f0,
+            ram_d=ram * sign if sign else f0,
+            cpu_cap=f0,
+            ram_cap=f0,
+            present=ibis.literal(0, type="int64"),
+        )
+
+    multi = jobs.filter(jobs.last > jobs.first)
+    grid = pr.select(
+        node_id=pr.node_id,
+        k=pr.step,
+        cpu_p=f0,
+        ram_p=f0,
+        cpu_d=f0,
+        ram_d=f0,
+        cpu_cap=pr.cpu_asset.cast("float64"),
+        ram_cap=pr.ram_asset.cast("float64"),
+        present=ibis.literal(1, type="int64"),
+    )
+    ev = ibis.union(
+        rows(jobs, jobs.first, ibis.least(jobs.hi, jobs.first + step_ms) - jobs.lo, 0),
+        rows(multi, multi.first + step_ms, None, 1),
+        rows(multi, multi.last, multi.hi - multi.last, -1),
+        grid,
+    )
+    ev = ev.group_by(["node_id", "k"]).aggregate(
+        **{c: ev[c].sum() for c in ("cpu_p", "ram_p", "cpu_d", "ram_d", "cpu_cap", "ram_cap")},
+        present=ev.present.sum(),
+    )
+    running = ibis.cumulative_window(group_by=ev.node_id, order_by=ev.k)
+    ev = ev.mutate(cpu_in=ev.cpu_d.sum().over(running), ram_in=ev.ram_d.sum().over(running))
+    ev = ev.filter(ev.present > 0)
+
+    def near(part: ir.Value, rate_in: ir.Value, cap: ir.Value) -> ir.BooleanValue:
+        # wants of none are exactly 0 here (every term is 0), and never over a cost
+        wants = part + rate_in * float(step_ms)
+        return (wants > 0) & (wants > cap - ibis.greatest(cap * NEAR_SHARE, NEAR_UNITS))
+
+    close = ev.filter(near(ev.cpu_p, ev.cpu_in, ev.cpu_cap) | near(ev.ram_p, ev.ram_in, ev.ram_cap))
+    return bool(store.arrow(close.select("k").limit(1)).num_rows)
 
 
 def _share_idle(rows: ir.Table, policy: IdlePolicy) -> ir.Table:
@@ -701,7 +1012,11 @@ def _attribute(
     by: tuple[str, ...],
     node_buckets: bool = False,
     served: ir.Table | None = None,
+    columns: tuple[str, ...] = ("step", *SUMMED),
+    node: str | None = None,
 ) -> ir.Table:
+    """Each row's dimensions (`by`, and team) and bucket, with its `columns`, the node's
+    utilisation signal, and (where `node` names a column) its node."""
     w = store.table("workloads").select("workload_id", "namespace", "labels")
     ns = store.table("namespaces").select("namespace", ns_labels="labels")
     j = rows.left_join(w, rows.workload_id == w.workload_id)
@@ -753,18 +1068,9 @@ def _attribute(
         else:  # gpu_model, provider, region, instance_type come from the node
             value = j[dim].fill_null(UNALLOCATED)
         dims[dim] = value if dim == "node" and node_buckets else bucket.fill_null(value)
-    return j.select(
-        "step",
-        "gpu_ms",
-        "used_ms",
-        "gpu_units",
-        "cpu_units",
-        "ram_units",
-        "idle_units",
-        "waste_units",
-        util_signal=j.util_signal,
-        **dims,
-    )
+    if node is not None:
+        dims[node] = j.node_id
+    return j.select(*columns, util_signal=j.util_signal, **dims)
 
 
 def _label(labels: ir.MapValue, key: str) -> ir.StringValue:
