@@ -864,33 +864,33 @@ NEAR_UNITS = 1000.0
 
 
 def _near_cap(store: Store, jobs: ir.Table, pr: ir.Table, query: AllocationQuery) -> bool:
-    """Whether any node-step's CPU (RAM) wants come near or over its cost. The wants are
-    summed from at most three rows per workload: its part of its first step, its part of
-    its last step, and its rate over every step in between, as a rate that starts in the
-    step after its first and stops in its last, summed over the node's steps in order (a
-    running sum) and times the step. In floating point: the answer only decides whether
-    the exact per-step path runs, and a margin (`NEAR_SHARE`, `NEAR_UNITS`) some 10^6
-    times any rounding of these sums sends every close call there."""
+    """Whether any node-step's CPU (RAM) wants come near or over its cost. A node-step's
+    wants are the rates of the workloads that run on from it to a later step (a running
+    sum over the node's steps of each workload's rate, added at its first step and taken
+    away at its last) times the step, plus two parts per workload: its time in its last
+    step, less its time before its start in its first (a workload of one step gets both
+    there: its time). In floating point: the answer only decides whether the exact
+    per-step path runs, and a margin (`NEAR_SHARE`, `NEAR_UNITS`) some 10^6 times any
+    rounding of these sums sends every close call there."""
     step_ms = query.step_ms
     f0 = ibis.literal(0.0, type="float64")
 
-    def rows(t: ir.Table, k: ir.Value, ms: ir.Value | None, sign: int) -> ir.Table:
-        """A node-step's row: a part of it (ms x rate), or a rate that starts (1) or
-        stops (-1) there."""
-        cpu, ram = t.cpu_f, t.ram_f
-        return t.select(
-            node_id=t.node_id,
+    def rows(k: ir.Value, ms: ir.Value, sign: int) -> ir.Table:
+        """A workload's row at step `k`: `ms` at its rate, and its rate added (1) or taken
+        away (-1) from the running sum."""
+        cpu, ram = jobs.cpu_f, jobs.ram_f
+        return jobs.select(
+            node_id=jobs.node_id,
             k=_cast(k, "int64"),
-            cpu_p=f0 if ms is None else ms.cast("float64") * cpu,
-            ram_p=f0 if ms is None else ms.cast("float64") * ram,
-            cpu_d=cpu * sign if sign else f0,
-            ram_d=ram * sign if sign else f0,
+            cpu_p=ms.cast("float64") * cpu,
+            ram_p=ms.cast("float64") * ram,
+            cpu_d=cpu * sign,
+            ram_d=ram * sign,
             cpu_cap=f0,
             ram_cap=f0,
             present=ibis.literal(0, type="int64"),
         )
 
-    multi = jobs.filter(jobs.last > jobs.first)
     grid = pr.select(
         node_id=pr.node_id,
         k=pr.step,
@@ -903,9 +903,8 @@ def _near_cap(store: Store, jobs: ir.Table, pr: ir.Table, query: AllocationQuery
         present=ibis.literal(1, type="int64"),
     )
     ev = ibis.union(
-        rows(jobs, jobs.first, ibis.least(jobs.hi, jobs.first + step_ms) - jobs.lo, 0),
-        rows(multi, multi.first + step_ms, None, 1),
-        rows(multi, multi.last, multi.hi - multi.last, -1),
+        rows(jobs.first, jobs.first - jobs.lo, 1),
+        rows(jobs.last, jobs.hi - jobs.last, -1),
         grid,
     )
     ev = ev.group_by(["node_id", "k"]).aggregate(
