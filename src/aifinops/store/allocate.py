@@ -873,7 +873,6 @@ def _near_cap(store: Store, jobs: ir.Table, pr: ir.Table, query: AllocationQuery
     per-step path runs, and a margin (`NEAR_SHARE`, `NEAR_UNITS`) some 10^6 times any
     rounding of these sums sends every close call there."""
     step_ms = query.step_ms
-    f0 = ibis.literal(0.0, type="float64")
 
     def rows(k: ir.Value, ms: ir.Value, sign: int) -> ir.Table:
         """A workload's row at step `k`: `ms` at its rate, and its rate added (1) or taken
@@ -886,34 +885,33 @@ def _near_cap(store: Store, jobs: ir.Table, pr: ir.Table, query: AllocationQuery
             ram_p=ms.cast("float64") * ram,
             cpu_d=cpu * sign,
             ram_d=ram * sign,
-            cpu_cap=f0,
-            ram_cap=f0,
-            present=ibis.literal(0, type="int64"),
         )
 
-    grid = pr.select(
-        node_id=pr.node_id,
-        k=pr.step,
-        cpu_p=f0,
-        ram_p=f0,
-        cpu_d=f0,
-        ram_d=f0,
-        cpu_cap=pr.cpu_asset.cast("float64"),
-        ram_cap=pr.ram_asset.cast("float64"),
-        present=ibis.literal(1, type="int64"),
-    )
     ev = ibis.union(
-        rows(jobs.first, jobs.first - jobs.lo, 1),
-        rows(jobs.last, jobs.hi - jobs.last, -1),
-        grid,
+        rows(jobs.first, jobs.first - jobs.lo, 1), rows(jobs.last, jobs.hi - jobs.last, -1)
     )
     ev = ev.group_by(["node_id", "k"]).aggregate(
-        **{c: ev[c].sum() for c in ("cpu_p", "ram_p", "cpu_d", "ram_d", "cpu_cap", "ram_cap")},
-        present=ev.present.sum(),
+        **{c: ev[c].sum() for c in ("cpu_p", "ram_p", "cpu_d", "ram_d")}
     )
+    # beside the node's present steps (a workload's row at a step of no presence still
+    # moves the running sum)
+    grid = pr.select(
+        g_node=pr.node_id,
+        g_k=pr.step,
+        cpu_cap=pr.cpu_asset.cast("float64"),
+        ram_cap=pr.ram_asset.cast("float64"),
+    )
+    x = ev.outer_join(grid, [ev.node_id == grid.g_node, ev.k == grid.g_k])
+    ev = x.select(
+        node_id=ibis.coalesce(x.node_id, x.g_node),
+        k=ibis.coalesce(x.k, x.g_k),
+        **{c: x[c].fill_null(0.0) for c in ("cpu_p", "ram_p", "cpu_d", "ram_d")},
+        cpu_cap=x.cpu_cap,
+        ram_cap=x.ram_cap,
+    ).view()
     running = ibis.cumulative_window(group_by=ev.node_id, order_by=ev.k)
     ev = ev.mutate(cpu_in=ev.cpu_d.sum().over(running), ram_in=ev.ram_d.sum().over(running))
-    ev = ev.filter(ev.present > 0)
+    ev = ev.filter(ev.cpu_cap.notnull())
 
     def near(part: ir.Value, rate_in: ir.Value, cap: ir.Value) -> ir.BooleanValue:
         # wants of none are exactly 0 here (every term is 0), and never over a cost
