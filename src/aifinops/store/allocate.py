@@ -478,12 +478,16 @@ def _allocate_from_scan(
 
     # 6. group
     keys = list(query.by) + (["step"] if query.per_step else [])
+    return AllocationResult(_grouped(store, rows, keys), asset_units, unpriced)
+
+
+def _grouped(store: Store, rows: ir.Table, keys: list[str]) -> pa.Table:
+    """6. The rows' money summed per `keys` (in their order), with the utilisation signals
+    they were measured by; one row of it all without keys."""
     metrics = {**_sums(rows), "signals": rows.util_signal.collect(distinct=True)}
     if keys:
-        result = store.arrow(rows.group_by(keys).aggregate(**metrics).order_by(keys))
-    else:
-        result = store.arrow(rows.aggregate(**metrics))
-    return AllocationResult(result, asset_units, unpriced)
+        return store.arrow(rows.group_by(keys).aggregate(**metrics).order_by(keys))
+    return store.arrow(rows.aggregate(**metrics))
 
 
 def _by_node_then_dims(
@@ -553,12 +557,7 @@ def _by_node_then_dims(
         waste_units=_cast(per.waste_ms * rate, UNITS),
         util_signal=per.util_signal,
     )
-    metrics = {**_sums(per), "signals": per.util_signal.collect(distinct=True)}
-    if keys:
-        result = store.arrow(per.group_by(keys).aggregate(**metrics).order_by(keys))
-    else:
-        result = store.arrow(per.aggregate(**metrics))
-    return AllocationResult(result, asset_units, unpriced)
+    return AllocationResult(_grouped(store, per, keys), asset_units, unpriced)
 
 
 SUMMED = ("gpu_ms", "used_ms", "gpu_units", "cpu_units", "ram_units", "idle_units", "waste_units")
@@ -616,9 +615,11 @@ def _cpu_ram_rows(store: Store, temps: Temps, pres: ir.Table, query: AllocationQ
     w = w.filter(w.end > w.start).mutate(first=first.cast("int64"), last=last.cast("int64"))
     pr = pres.filter(pres.priced)
     got = None if query.stepwise else _whole_window_charges(store, w, pr, query)
-    if got is None:
-        charged, idle = _step_charges(store, temps, w, pr, query)
-        got = tuple(  # type: ignore[assignment]
+    if got is not None:
+        return ibis.union(*got)
+    # the per-step path gives money alone: no time left to price
+    return ibis.union(
+        *(
             t.select(
                 step=_cast(t.step, "int64"),
                 node_id=_cast(t.node_id, "string"),
@@ -629,10 +630,9 @@ def _cpu_ram_rows(store: Store, temps: Temps, pres: ir.Table, query: AllocationQ
                 cpu_units=_cast(t.cpu_units, UNITS),
                 ram_units=_cast(t.ram_units, UNITS),
             )
-            for t in (charged, idle)
+            for t in _step_charges(store, temps, w, pr, query)
         )
-    charged, idle = got
-    return ibis.union(charged, idle)
+    )
 
 
 def _rate(amount: ir.Value, unit_rate: ir.Value) -> ir.Value:
